@@ -1,0 +1,50 @@
+"""mdc: collect the inputs and predictions of production models into object storage.
+
+A drop-in for Azure ML's ``ModelDataCollector``; storage backends and file formats are pluggy
+plug-ins (see ``mdc_core.hookspecs``).
+"""
+
+from mdc_core.correlation import NO_REQUEST_ID, request_context
+from mdc_core.errors import (
+    BackendError,
+    ConfigurationError,
+    InvalidPathSegmentError,
+    MdcError,
+    PluginConflictError,
+    RowWidthError,
+    UnknownPluginError,
+    UnsupportedInputError,
+)
+from mdc_core.hookspecs import hookimpl
+from mdc_core.paths import Layout, partition_path, validate_segment
+from mdc_core.records import Backend, BackendPlugin, Capability, Encoded, Format, FormatPlugin
+from mdc_core.shapes import AML_COLUMNS
+
+from mdc_core.collector import ModelDataCollector  # noqa: E402  (imports the records above)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AML_COLUMNS",
+    "Backend",
+    "BackendError",
+    "BackendPlugin",
+    "Capability",
+    "ConfigurationError",
+    "Encoded",
+    "Format",
+    "FormatPlugin",
+    "InvalidPathSegmentError",
+    "Layout",
+    "MdcError",
+    "ModelDataCollector",
+    "NO_REQUEST_ID",
+    "PluginConflictError",
+    "RowWidthError",
+    "UnknownPluginError",
+    "UnsupportedInputError",
+    "hookimpl",
+    "partition_path",
+    "request_context",
+    "validate_segment",
+]

@@ -1,0 +1,288 @@
+"""Turn what ``collect()`` took into one Arrow table per collector: the flusher's first step.
+
+The table has the collector's feature columns, then Azure ML's eight ``$aml_`` columns, with
+``$aml_dc_scoring_timestamp`` as ``timestamp[us, UTC]`` (formats render it as they need).
+Python values become Arrow types by Arrow's own inference; a column whose values Arrow cannot
+put in one type (``[1, "a"]``) is stored as text, each value written as ``str()`` would
+(floats with ``repr()`` so they round-trip), ``None`` and NaN as nulls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mdc_core.correlation import IdRange
+from mdc_core.errors import UnsupportedInputError
+from mdc_core.shapes import AML_COLUMNS, N_AML, Kind, Taken
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+AML_TIMESTAMP = AML_COLUMNS[1]
+
+
+class Stamp(NamedTuple):
+    """The correlation data a collect() gave its rows (``ids`` is None for carried columns)."""
+
+    ids: IdRange | None
+    ts_us: int
+    request_id: str
+
+
+class Deployment(NamedTuple):
+    """The constant ``$aml_`` values of one collector."""
+
+    boundary_minutes: int
+    workspace: str
+    service: str
+    model: str
+    version: str
+
+
+def build_table(columns: Sequence[str], deployment: Deployment,
+                items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
+    """One table of every row in ``items``, in order, with the collector's columns."""
+    parts: list[pa.Table] = []
+    run: list[tuple[Taken, Stamp]] = []
+    for taken, stamp in items:
+        if taken.kind is Kind.ROWS:
+            run.append((taken, stamp))
+            continue
+        if run:
+            parts.append(_rows_part(columns, deployment, run))
+            run = []
+        parts.append(_table_part(columns, deployment, taken, stamp))
+    if run:
+        parts.append(_rows_part(columns, deployment, run))
+    return concat(parts)
+
+
+def concat(parts: list[pa.Table]) -> pa.Table:
+    """Concatenate, widening types where Arrow can and falling back to text where it cannot."""
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    names = parts[0].column_names
+    fixed: list[list[pa.ChunkedArray]] = [[] for _ in parts]
+    for j in range(len(names)):
+        columns = [p.column(j) for p in parts]
+        if len({c.type for c in columns if not pa.types.is_null(c.type)}) > 1:
+            to_float = all(_exactly_float(c) for c in columns)
+            columns = [pc.cast(c, pa.float64()) if to_float else _as_text(c) for c in columns]
+        for i, c in enumerate(columns):
+            fixed[i].append(c)
+    return pa.concat_tables([pa.table(cols, names=names) for cols in fixed], promote_options="permissive")
+
+
+_EXACT_INT = 2**53
+
+
+def _exactly_float(column: pa.ChunkedArray) -> bool:
+    """Whether ``column`` converts to float64 without changing a value (ints and floats meet
+    as float64; anything else meets as text)."""
+    t = column.type
+    if pa.types.is_floating(t) or pa.types.is_null(t):
+        return True
+    if not pa.types.is_integer(t):
+        return False
+    low, high = (v.as_py() for v in pc.min_max(column).values())
+    return low is None or (-_EXACT_INT <= low and high <= _EXACT_INT)
+
+
+def _rows_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
+    width = len(columns)
+    rows: list[tuple[Any, ...]] = []
+    stamps: list[tuple[int, Stamp]] = []
+    carried = run[0][0].carried
+    for taken, stamp in run:
+        if taken.carried != carried:
+            # Mixed carried/uncarried rows in one run: split so each part is built one way.
+            return concat([_rows_part(columns, deployment, [item]) for item in run])
+        rows.extend(_ordered_rows(taken, columns))
+        stamps.append((taken.rows, stamp))
+    values = list(zip(*rows)) if rows else [()] * (width + (N_AML if carried else 0))
+    arrays = [to_array(values[i], columns[i]) for i in range(width)]
+    features = pa.table(arrays, names=list(columns))
+    if carried:
+        aml = pa.table([pa.array(values[width + i]) for i in range(N_AML)], names=list(AML_COLUMNS))
+        return _join(features, _carried(aml))
+    return _join(features, _stamped(deployment, stamps))
+
+
+def _ordered_rows(taken: Taken, columns: Sequence[str]) -> Sequence[tuple[Any, ...]]:
+    """Rows of a dict or Series whose names are the collector's columns in another order are
+    reordered by name; otherwise values are taken by position (``feature_names`` wins)."""
+    names = taken.names
+    if names is None or _features(names, taken.carried) == tuple(columns):
+        return taken.payload
+    order = _order(names, columns, taken.carried)
+    if order is None:
+        return taken.payload
+    return [tuple(row[i] for i in order) for row in taken.payload]
+
+
+def _table_part(columns: Sequence[str], deployment: Deployment, taken: Taken, stamp: Stamp) -> pa.Table:
+    kind, payload = taken.kind, taken.payload
+    if kind is Kind.COLUMNS:
+        table = pa.table([to_array(col, name) for col, name in zip(payload, taken.names or columns)],
+                         names=list(taken.names or columns))
+    elif kind is Kind.NUMPY:
+        table = pa.table([to_array(payload[:, j], str(j)) for j in range(payload.shape[1])],
+                         names=[str(j) for j in range(payload.shape[1])])
+    elif kind is Kind.PANDAS:
+        table = _from_pandas(payload)
+    else:
+        table = payload
+    width = len(columns)
+    if taken.names is not None:
+        order = _order(taken.names, columns, taken.carried)
+        if order is not None:
+            table = table.select(order + ([*range(width, width + N_AML)] if taken.carried else []))
+    features = pa.table(table.columns[:width], names=list(columns))
+    features = pa.table([_plain(c, n) for c, n in zip(features.columns, columns)], names=list(columns))
+    if taken.carried:
+        aml = pa.table(table.columns[width:width + N_AML], names=list(AML_COLUMNS))
+        return _join(features, _carried(aml))
+    return _join(features, _stamped(deployment, [(table.num_rows, stamp)]))
+
+
+def _features(names: tuple[str, ...], carried: bool) -> tuple[str, ...]:
+    return names[:-N_AML] if carried else names
+
+
+def _order(names: tuple[str, ...], columns: Sequence[str], carried: bool) -> list[int] | None:
+    features = _features(names, carried)
+    if features == tuple(columns) or sorted(features) != sorted(columns):
+        return None
+    position = {name: i for i, name in enumerate(features)}
+    return [position[c] for c in columns]
+
+
+def _from_pandas(frame: Any) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        names = [str(c) for c in frame.columns]
+        return pa.table([to_array(frame.iloc[:, j].tolist(), names[j]) for j in range(len(names))], names=names)
+
+
+def _join(features: pa.Table, aml: pa.Table) -> pa.Table:
+    return pa.table(features.columns + aml.columns, names=features.column_names + aml.column_names)
+
+
+def _stamped(deployment: Deployment, stamps: list[tuple[int, Stamp]]) -> pa.Table:
+    """The ``$aml_`` columns of rows that were stamped by ``collect()``."""
+    ids: list[str] = []
+    ts: list[pa.Array] = []
+    requests: list[pa.Array] = []
+    total = 0
+    for n, stamp in stamps:
+        assert stamp.ids is not None
+        ids.extend(stamp.ids)
+        ts.append(pa.repeat(pa.scalar(stamp.ts_us, TIMESTAMP), n))
+        requests.append(pa.repeat(pa.scalar(stamp.request_id, pa.string()), n))
+        total += n
+    d = deployment
+    return pa.table(
+        [
+            pa.array(ids, pa.string()),
+            pa.concat_arrays(ts) if ts else pa.array([], TIMESTAMP),
+            pa.repeat(pa.scalar(d.boundary_minutes, pa.int64()), total),
+            pa.repeat(pa.scalar(d.workspace, pa.string()), total),
+            pa.repeat(pa.scalar(d.service, pa.string()), total),
+            pa.repeat(pa.scalar(d.model, pa.string()), total),
+            pa.repeat(pa.scalar(d.version, pa.string()), total),
+            pa.concat_arrays(requests) if requests else pa.array([], pa.string()),
+        ],
+        names=list(AML_COLUMNS),
+    )
+
+
+def _carried(aml: pa.Table) -> pa.Table:
+    """``$aml_`` columns supplied by the caller, as given, with the timestamp parsed."""
+    columns = []
+    for name, col in zip(AML_COLUMNS, aml.columns):
+        if name == AML_TIMESTAMP:
+            col = parse_timestamps(col)
+        elif name == "$aml_dc_boundary":
+            col = pc.cast(col, pa.int64())  # 1440 or "1440"
+        else:
+            col = _as_text(col)
+        columns.append(col)
+    return pa.table(columns, names=list(AML_COLUMNS))
+
+
+def parse_timestamps(col: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """ISO-8601 text (zone-less means UTC) or Arrow timestamps as ``timestamp[us, UTC]``."""
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is None:
+            col = pc.assume_timezone(col, "UTC")
+        return pc.cast(col, TIMESTAMP)
+    text = _as_text(col)
+    try:
+        naive = pc.cast(text, pa.timestamp("us"))
+        return pc.assume_timezone(naive, "UTC")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pc.cast(pc.cast(text, pa.timestamp("us", tz="UTC")), TIMESTAMP)
+
+
+def to_array(values: Sequence[Any], name: str) -> pa.Array:
+    """One column from Python (or numpy) values, by Arrow's inference, else as text."""
+    try:
+        array = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array([_text(v) for v in _pylist(values)], pa.string())
+    return _plain(array, name)
+
+
+def _plain(array: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+    """Refuse binary values; store nested values (lists, dicts) as JSON text."""
+    t = array.type
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        raise UnsupportedInputError(
+            f"column {name!r} holds bytes: mdc stores tabular values (numbers, text, booleans, "
+            "timestamps), not binary media; decode or drop the column before collect()"
+        )
+    if pa.types.is_nested(t):
+        return pa.array([None if v is None else json.dumps(v, default=str) for v in array.to_pylist()], pa.string())
+    return array
+
+
+def _pylist(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise UnsupportedInputError("a value is bytes: mdc stores tabular values, not binary media")
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _as_text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col
+    if pa.types.is_null(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_timestamp(col.type) or pa.types.is_nested(col.type):
+        return pa.array([_text(v) if not hasattr(v, "isoformat") else v.isoformat() for v in col.to_pylist()], pa.string())
+    try:
+        if pa.types.is_floating(col.type):
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([_text(v) for v in col.to_pylist()], pa.string())

@@ -1,0 +1,261 @@
+"""``ModelDataCollector``: Azure ML's constructor and ``collect()``, backed by mdc's pipeline.
+
+Building a collector checks everything (names, designation, plug-ins, settings) and raises on
+misuse; ``collect()`` then only checks the data's shape, stamps it and queues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from mdc_core.batches import Deployment
+from mdc_core.correlation import (
+    IdRange,
+    IsoClock,
+    OpenCorrelation,
+    current_request_id,
+    open_correlation,
+    take_correlation,
+)
+from mdc_core.designations import INPUTS, NAMED_COLLECTIONS, PAIRED, normalize_designation
+from mdc_core.errors import ConfigurationError
+from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
+from mdc_core.pipeline import Pipeline, Route, get_pipeline
+from mdc_core.plugins import get_registry
+from mdc_core.records import Backend, BackendPlugin
+from mdc_core.redact import redact_url
+from mdc_core.settings import (
+    DEFAULT,
+    DEFAULT_WORKSPACE,
+    first_flag,
+    resolve_boundary,
+    resolve_identity,
+    resolve_storage,
+)
+from mdc_core.shapes import AML_COLUMNS, default_names, take
+from mdc_core.writer import Sink
+
+_ISO = IsoClock()
+
+
+class ModelDataCollector:
+    """Collects one designation (inputs, predictions, ...) of one model into storage.
+
+    The positional arguments are Azure ML's; everything mdc adds is keyword-only.
+    ``collect()`` never does I/O and never raises because storage is slow or down.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        designation: str = "default",
+        feature_names: Sequence[str] | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
+        webservice_name: str = DEFAULT,
+        model_version: str = DEFAULT,
+        collection_name: str = DEFAULT,
+        *,
+        storage: str | os.PathLike[str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        format: str = "csv",
+        format_options: Mapping[str, Any] | None = None,
+        boundary: str | None = None,
+        enabled: bool | None = None,
+        debug: bool | None = None,
+        pad_dates: bool = True,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._designation = normalize_designation(designation)
+        identity = resolve_identity(workspace, webservice_name, model_name, str(model_version))
+        split_workspace(identity.workspace)
+        validate_segment(identity.service, "webservice_name")
+        validate_segment(model_name, "model_name")
+        validate_segment(identity.version, "model_version")
+        validate_segment(collection_name, "collection_name")
+        self.model_name = model_name
+        self.workspace = identity.workspace
+        self.webservice_name = identity.service
+        self.model_version = identity.version
+        self.collection_name = collection_name
+        self.feature_names = _check_feature_names(feature_names)
+        self.boundary = resolve_boundary(boundary)
+        if not isinstance(pad_dates, bool):
+            raise ConfigurationError(f"pad_dates must be True or False, got {pad_dates!r}")
+        self._enabled_at_start = first_flag(enabled, "MDC_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED", default=True)
+        self._enabled_override: bool | None = None
+        self._on = self._enabled_at_start
+        self.debug = first_flag(debug, "MDC_DEBUG", "AML_MODEL_DC_DEBUG", default=False)
+        self._clock = clock or time.time_ns
+        self._closed = False
+        self._columns_lock = threading.Lock()
+
+        registry = get_registry()
+        storage_cfg = resolve_storage(storage, storage_options)
+        self._storage_url = storage_cfg.url
+        backend_plugin = registry.backend_for_url(storage_cfg.url)
+        format_plugin = registry.format(format)
+        stem = collection_name if self._designation in NAMED_COLLECTIONS and collection_name != DEFAULT else "data"
+        layout = Layout(
+            workspace=identity.workspace,
+            service=identity.service,
+            model=model_name,
+            version=identity.version,
+            designation=self._designation,
+            file_stem=stem,
+            boundary=self.boundary,
+            pad=pad_dates,
+        )
+        sink = Sink(
+            layout=layout,
+            format_plugin=format_plugin,
+            format=format_plugin.factory(dict(format_options or {})),
+            backend=None if self.debug else _open_backend(backend_plugin, storage_cfg.url, storage_cfg.options),
+            capabilities=backend_plugin.capabilities,
+            debug=self.debug,
+        )
+        deployment = Deployment(BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service,
+                                model_name, identity.version)
+        self._route = Route(f"{model_name}/{identity.version}/{self._designation}", sink, deployment,
+                            self.feature_names)
+        self._pipeline: Pipeline = get_pipeline()
+        self._pipeline.register(self._route)
+        self._constants = dict.fromkeys(AML_COLUMNS, "")
+        self._constants.update({
+            AML_COLUMNS[2]: deployment.boundary_minutes,
+            AML_COLUMNS[3]: identity.workspace,
+            AML_COLUMNS[4]: identity.service,
+            AML_COLUMNS[5]: model_name,
+            AML_COLUMNS[6]: identity.version,
+        })
+
+    # -- Azure ML's API ----------------------------------------------------------------------
+
+    def collect(self, input_data: Any, user_correlation_id: str = "") -> dict[str, Any]:
+        """Queue the rows of ``input_data`` for storage; return their correlation data.
+
+        ``$aml_dc_correlation_id`` is a string for one row and a sequence of strings (one per
+        row) for several. Returns ``{}`` when the collector is disabled or given no rows.
+        """
+        if not self._on:
+            return {}
+        route = self._route
+        taken = take(input_data, route.columns and len(route.columns))
+        if not taken.rows:
+            return {}
+        if route.columns is None:
+            self._fix_columns(taken.names, taken.width, taken.carried)
+        if self._closed:
+            self._pipeline.drop(route, taken.rows, "closed")
+            return {}
+        designation = self._designation
+        pairing = take_correlation(designation) if designation in PAIRED and not taken.carried else None
+        stamp = self._pipeline.accept(route, taken, self._clock() // 1000, current_request_id(),
+                                      str(user_correlation_id) if user_correlation_id else "", pairing)
+        ids = stamp.ids
+        if ids is None:
+            return {}
+        if designation == INPUTS:
+            open_correlation(OpenCorrelation(ids, stamp.ts_us, stamp.request_id))
+        result = self._constants.copy()
+        result[AML_COLUMNS[0]] = ids[0] if ids.count == 1 else ids
+        result[AML_COLUMNS[1]] = _ISO.format(stamp.ts_us)
+        result[AML_COLUMNS[7]] = stamp.request_id
+        return result
+
+    def add_correlations(self, input_data: Any, correlations: Mapping[str, Any]) -> Any:
+        """``input_data`` with the eight ``$aml_`` columns of ``correlations`` appended."""
+        from mdc_core.attach import attach_correlations
+
+        return attach_correlations(input_data, correlations)
+
+    # -- mdc's additions ---------------------------------------------------------------------
+
+    @property
+    def designation(self) -> str:
+        return self._designation
+
+    @property
+    def enabled(self) -> bool:
+        """Whether ``collect()`` keeps rows. Set it at run time; set ``None`` to go back to the
+        start-up value (argument, ``MDC_ENABLED``, ``AML_MODEL_DC_STORAGE_ENABLED``)."""
+        return self._on
+
+    @enabled.setter
+    def enabled(self, value: bool | None) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ConfigurationError(f"enabled must be True, False or None, got {value!r}")
+        self._enabled_override = value
+        self._on = self._enabled_at_start if value is None else value
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row collected before the call is written. ``True`` if so;
+        ``False`` if ``timeout`` (seconds) ran out or rows could not be written (see ``stats()``)."""
+        return self._pipeline.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then refuse further rows (they are counted as dropped, reason ``closed``)."""
+        if self._closed:
+            return True
+        self._closed = True
+        return self._pipeline.flush(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Rows collected, written, dropped (by reason), pending, and unpaired with inputs."""
+        return self._pipeline.stats(self._route)
+
+    def __enter__(self) -> ModelDataCollector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ModelDataCollector(model_name={self.model_name!r}, designation={self._designation!r}, "
+                f"workspace={self.workspace!r}, webservice_name={self.webservice_name!r}, "
+                f"model_version={self.model_version!r}, storage={redact_url(self._storage_url)!r}, "
+                f"enabled={self._on})")
+
+    def _fix_columns(self, names: tuple[str, ...] | None, width: int, carried: bool) -> None:
+        """The first collect() names the columns when ``feature_names`` did not."""
+        with self._columns_lock:
+            if self._route.columns is None:
+                features = names[:width] if names is not None else default_names(width)
+                self._route.columns = _check_feature_names(features)
+
+
+def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    if isinstance(names, (str, bytes)):
+        raise ConfigurationError("feature_names must be a list of names, not one string")
+    names = tuple(names)
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"feature names must be non-empty strings, got {name!r}")
+        if name.startswith("$aml_"):
+            raise ConfigurationError(f"feature name {name!r}: names starting with '$aml_' are mdc's correlation columns")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigurationError(f"feature_names has duplicates: {', '.join(dupes)}")
+    if not names:
+        raise ConfigurationError("feature_names is empty: give at least one name, or None")
+    return names
+
+
+_backends: dict[tuple[str, str, str], Backend] = {}
+_backends_lock = threading.Lock()
+
+
+def _open_backend(plugin: BackendPlugin, url: str, options: Mapping[str, Any]) -> Backend:
+    """One backend per plug-in, root and options in a process, shared by its collectors."""
+    key = (plugin.name, url, json.dumps(dict(options), sort_keys=True, default=repr))
+    with _backends_lock:
+        backend = _backends.get(key)
+        if backend is None:
+            backend = _backends[key] = plugin.factory(url, options)
+        return backend

@@ -1,0 +1,40 @@
+"""The pluggy hooks a plug-in implements. Both run once, when the plug-in registry is built.
+
+A plug-in is a module (or object) exposed under the ``mdc`` entry-point group::
+
+    # pyproject.toml of a plug-in package
+    [project.entry-points.mdc]
+    mybackend = "my_package.mdc_plugin"
+
+    # my_package/mdc_plugin.py
+    from mdc_core import BackendPlugin, Capability, hookimpl
+
+    @hookimpl
+    def mdc_backends():
+        return [BackendPlugin(name="mine", schemes=("mine",), factory=MyBackend,
+                              capabilities=frozenset({Capability.CREATE_IF_ABSENT}))]
+
+See ``docs/plugin_hooks.md`` for every hook with a runnable example.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from mdc_core.records import BackendPlugin, FormatPlugin
+
+PROJECT = "mdc"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plug-in's implementation of an ``mdc_*`` hook."""
+
+
+@hookspec
+def mdc_backends() -> list[BackendPlugin]:  # type: ignore[empty-body]
+    """Return the storage backends this plug-in provides."""
+
+
+@hookspec
+def mdc_formats() -> list[FormatPlugin]:  # type: ignore[empty-body]
+    """Return the file formats this plug-in provides."""

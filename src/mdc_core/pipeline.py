@@ -1,0 +1,264 @@
+"""The process's one pipeline: ``collect()`` appends to it, a background flusher writes it out.
+
+The shape is OpenTelemetry's batch processor: the caller takes a lock for a counter bump and a
+``deque.append`` and returns; a daemon thread, started on first use, wakes on an interval or
+when enough rows wait, drains the queue, and does all conversion and I/O, catching every error.
+``flush()`` waits on sequence numbers, so it returns exactly when everything collected before
+it was handled. In a forked child the pipeline starts empty (the parent writes its own rows).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from mdc_core.batches import Deployment, Stamp, build_table
+from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
+from mdc_core.errors import ConfigurationError
+from mdc_core.ratelimit import RateLimitedLog
+from mdc_core.settings import positive_number
+from mdc_core.shapes import Taken
+from mdc_core.writer import Sink, write
+
+logger = logging.getLogger("mdc")
+
+DEFAULT_INTERVAL = 5.0
+DEFAULT_BATCH_ROWS = 10_000
+EXIT_TIMEOUT = 10.0
+
+
+class Route:
+    """A collector as the flusher sees it: where its rows go, and its counters."""
+
+    def __init__(self, name: str, sink: Sink, deployment: Deployment, columns: tuple[str, ...] | None):
+        self.name = name
+        self.sink = sink
+        self.deployment = deployment
+        self.columns = columns
+        self.collected = 0
+        self.written = 0
+        self.unpaired = 0
+        self.dropped: collections.Counter[str] = collections.Counter()
+
+    def reset_counters(self) -> None:
+        self.collected = self.written = self.unpaired = 0
+        self.dropped = collections.Counter()
+
+
+class Chunk(NamedTuple):
+    route: Route
+    taken: Taken
+    stamp: Stamp
+    seq: int
+
+
+class Pipeline:
+    """Accepts chunks from any thread; one flusher thread writes them."""
+
+    def __init__(self, interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS):
+        self.interval = interval
+        self.batch_rows = batch_rows
+        self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
+        self._log = RateLimitedLog(logger)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.lock = threading.Lock()
+        self._queue: collections.deque[Chunk] = collections.deque()
+        self._pending_rows = 0
+        self._next_id = 0
+        self._seq = 0
+        self._done_seq = 0
+        self._failures = 0
+        self._done = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- the caller's side -------------------------------------------------------------------
+
+    def register(self, route: Route) -> None:
+        self._routes.add(route)
+
+    def accept(self, route: Route, taken: Taken, ts_us: int, request_id: str, user_id: str,
+               pairing: OpenCorrelation | None) -> Stamp:
+        """Queue ``taken`` for ``route``; return the correlation data its rows got."""
+        n = taken.rows
+        with self.lock:
+            self._seq += 1
+            if taken.carried:
+                ids = None
+            elif pairing is not None and pairing.ids.count in (n, 1):
+                p = pairing.ids
+                ids = IdRange(p.prefix, p.start, n, p.step if p.count == n else 0, p.user)
+                ts_us, request_id = pairing.ts_us, pairing.request_id
+            else:
+                start = self._next_id
+                self._next_id += n
+                ids = IdRange(_IdSpace.prefix, start, n, 1, user_id)
+                if pairing is not None:
+                    route.unpaired += n
+            stamp = Stamp(ids, ts_us, request_id)
+            route.collected += n
+            self._queue.append(Chunk(route, taken, stamp, self._seq))
+            self._pending_rows += n
+            pending = self._pending_rows
+        if self._thread is None:
+            self._start()
+        if pending >= self.batch_rows:
+            self._wake.set()
+        return stamp
+
+    def drop(self, route: Route, rows: int, reason: str) -> None:
+        """Count rows refused before they were queued (e.g. collected after close())."""
+        with self.lock:
+            route.collected += rows
+            route.dropped[reason] += rows
+        self._log.log(logging.WARNING, f"drop:{reason}", "mdc dropped %d rows of %s: %s", rows, route.name, reason)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted before this call is handled; ``True`` if it all was
+        written, ``False`` if ``timeout`` ran out or some rows could not be written."""
+        with self.lock:
+            target, failures = self._seq, self._failures
+        if self._done_seq >= target:
+            return True
+        if threading.current_thread() is self._thread:
+            return False  # a flush from inside a backend would wait for itself
+        self._start()
+        self._wake.set()
+        with self._done:
+            done = self._done.wait_for(lambda: self._done_seq >= target, timeout)
+        return done and self._failures == failures
+
+    def stats(self, route: Route) -> dict[str, Any]:
+        with self.lock:
+            dropped = dict(route.dropped)
+            return {
+                "collected": route.collected,
+                "written": route.written,
+                "dropped": dropped,
+                "pending": route.collected - route.written - sum(dropped.values()),
+                "unpaired": route.unpaired,
+            }
+
+    # -- the flusher's side ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._run, name="mdc-flusher", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception:  # the flusher must survive anything; rows were counted in _cycle
+                logger.exception("mdc flusher cycle failed")
+
+    def _cycle(self) -> None:
+        with self.lock:
+            chunks = list(self._queue)
+            self._queue.clear()
+            self._pending_rows = 0
+            upto = self._seq
+        try:
+            if chunks:
+                self._write(chunks)
+        finally:
+            with self._done:
+                self._done_seq = max(self._done_seq, upto)
+                self._done.notify_all()
+
+    def _write(self, chunks: Iterable[Chunk]) -> None:
+        by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
+        for chunk in chunks:
+            by_route.setdefault(chunk.route, []).append((chunk.taken, chunk.stamp))
+        for route, items in by_route.items():
+            for table in self._tables(route, items):
+                for rows, key, error in write(route.sink, table):
+                    self._account(route, rows, key, error)
+
+    def _tables(self, route: Route, items: list[tuple[Taken, Stamp]]) -> Iterable[Any]:
+        try:
+            yield build_table(route.columns or (), route.deployment, items)
+            return
+        except Exception:
+            pass
+        # Something in the batch cannot be converted: isolate it so the rest is still written.
+        for taken, stamp in items:
+            try:
+                yield build_table(route.columns or (), route.deployment, [(taken, stamp)])
+            except Exception as exc:
+                self._account(route, taken.rows, route.name, exc, reason="unconvertible")
+
+    def _account(self, route: Route, rows: int, key: str, error: BaseException | None,
+                 reason: str = "storage_error") -> None:
+        with self.lock:
+            if error is None:
+                route.written += rows
+                return
+            route.dropped[reason] += rows
+            self._failures += 1
+        self._log.log(logging.ERROR, f"{reason}:{route.name}",
+                      "mdc could not write %d rows of %s to %s (%s: %s); they are counted as dropped (%s)",
+                      rows, route.name, key, type(error).__name__, error, reason)
+
+    # -- process life ------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = EXIT_TIMEOUT) -> bool:
+        """Flush what is queued (at interpreter exit)."""
+        with self.lock:
+            empty = not self._queue
+        return True if empty else self.flush(timeout)
+
+    def _before_fork(self) -> None:
+        self.lock.acquire()
+
+    def _after_fork_parent(self) -> None:
+        self.lock.release()
+
+    def _after_fork_child(self) -> None:
+        self._init_state()
+        for route in list(self._routes):
+            route.reset_counters()
+
+
+_pipeline: Pipeline | None = None
+_pipeline_lock = threading.Lock()
+
+
+def get_pipeline() -> Pipeline:
+    """The process's pipeline, made on first use; flushed at exit."""
+    global _pipeline
+    if _pipeline is None:
+        with _pipeline_lock:
+            if _pipeline is None:
+                pipeline = Pipeline(interval=_env_float("MDC_FLUSH_INTERVAL", DEFAULT_INTERVAL))
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(before=pipeline._before_fork,
+                                        after_in_parent=pipeline._after_fork_parent,
+                                        after_in_child=pipeline._after_fork_child)
+                atexit.register(pipeline.shutdown, _env_float("MDC_EXIT_TIMEOUT", EXIT_TIMEOUT))
+                _pipeline = pipeline
+    return _pipeline
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return positive_number(float(raw), name)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds") from None
