@@ -212,6 +212,7 @@ def _wait_until(
     what: str,
     timeout: float,
     interval: float = 0.05,
+    max_interval: float = 0.1,
 ) -> None:
     """Poll ``probe`` until it returns True; raise with the log tail on failure."""
     deadline = time.monotonic() + timeout
@@ -229,7 +230,7 @@ def _wait_until(
             extra = f" (last probe error: {last_exc!r})" if last_exc else ""
             raise proc.failure(f"{what}: not ready after {timeout:.0f}s{extra}")
         time.sleep(interval)
-        interval = min(interval * 1.5, 0.5)
+        interval = min(interval * 1.5, max_interval)
 
 
 def _http(
@@ -638,6 +639,7 @@ def start_seaweedfs(
             f"-dir={data_dir}",
             f"-master.port={ports['master']}",
             f"-master.port.grpc={ports['master_grpc']}",
+            "-master.peers=none",
             f"-volume.port={ports['volume']}",
             f"-volume.port.grpc={ports['volume_grpc']}",
             "-filer",
@@ -669,7 +671,7 @@ def start_seaweedfs(
         proc = _Process(argv, cwd=workdir, log_path=workdir / f"weed-{ports['s3']}.log", env=env)
         server = SeaweedServer(proc, ports, workdir, access_key, secret_key, region, 0.0)
         try:
-            _wait_until(proc, lambda: _seaweed_probe(server), "SeaweedFS", timeout, interval=0.1)
+            _wait_until(proc, lambda: _seaweed_probe(server), "SeaweedFS", timeout, interval=0.1, max_interval=0.25)
         except ServerStartError as e:
             server.stop()
             last_error = e

@@ -153,14 +153,14 @@ class ModelDataCollector:
             self._pipeline.drop(route, taken.rows, "closed")
             return {}
         designation = self._designation
-        pairing = take_correlation(designation) if designation in PAIRED and not taken.carried else None
+        pairing = take_correlation(designation, self.model_name) if designation in PAIRED and not taken.carried else None
         stamp = self._pipeline.accept(route, taken, self._clock() // 1000, current_request_id(),
                                       str(user_correlation_id) if user_correlation_id else "", pairing)
         ids = stamp.ids
         if ids is None:
             return {}
         if designation == INPUTS:
-            open_correlation(OpenCorrelation(ids, stamp.ts_us, stamp.request_id))
+            open_correlation(OpenCorrelation(ids, stamp.ts_us, stamp.request_id, self.model_name))
         result = self._constants.copy()
         result[AML_COLUMNS[0]] = ids[0] if ids.count == 1 else ids
         result[AML_COLUMNS[1]] = _ISO.format(stamp.ts_us)

@@ -6,10 +6,12 @@ someone reads them (the flusher, or the caller through the returned dict).
 
 Collecting ``inputs`` opens a correlation in the current ``contextvars`` context (thread or
 asyncio task). A ``predictions``, ``labels`` or ``signals`` collect in the same context pairs with
-it: row ``i`` with input row ``i`` when the row counts match, every row with the single input row
-when the inputs had one, and not at all otherwise (new ids; counted as ``unpaired``). Inside
-``request_context()`` the correlation lives until the block ends; outside, each of those
-designations takes it once, so it never leaks into the next request.
+it if it is for the same model: row ``i`` with input row ``i`` when the row counts match, every
+row with the single input row when the inputs had one, and not at all otherwise (new ids;
+counted as ``unpaired``). Paired rows share the inputs' correlation id, scoring timestamp and
+request id. Inside ``request_context()`` the correlation lives until the block ends; outside,
+each of those designations takes it once and only within ``PAIRING_WINDOW`` seconds, so it
+never leaks into a later request served by the same thread.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import overload
 
 NO_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
+PAIRING_WINDOW = 60.0
+"""Seconds after an inputs collect (outside ``request_context``) in which other designations pair."""
 """Azure ML's ``$aml_request_id`` for rows collected outside any request."""
 
 
@@ -100,6 +104,8 @@ class OpenCorrelation:
     ids: IdRange
     ts_us: int
     request_id: str
+    model: str
+    opened: float = field(default_factory=time.monotonic)
     taken: set[str] = field(default_factory=set)
 
 
@@ -141,13 +147,15 @@ def open_correlation(correlation: OpenCorrelation) -> None:
         _open.set(correlation)
 
 
-def take_correlation(designation: str) -> OpenCorrelation | None:
+def take_correlation(designation: str, model: str) -> OpenCorrelation | None:
     """The inputs this designation pairs with, if any (outside a request scope: once each)."""
     scope = _scope.get()
     if scope is not None:
-        return scope.correlation
+        corr = scope.correlation
+        return corr if corr is not None and corr.model == model else None
     corr = _open.get()
-    if corr is None or designation in corr.taken:
+    if (corr is None or corr.model != model or designation in corr.taken
+            or time.monotonic() - corr.opened > PAIRING_WINDOW):
         return None
     corr.taken.add(designation)
     return corr
