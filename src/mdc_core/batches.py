@@ -211,6 +211,10 @@ def _carried(aml: pa.Table) -> pa.Table:
     for name, col in zip(AML_COLUMNS, aml.columns):
         if name == AML_TIMESTAMP:
             col = parse_timestamps(col)
+            if col.null_count:
+                # The row's date decides its folder: without one it has no place to go.
+                raise ValueError(f"{col.null_count} rows carry an empty {AML_TIMESTAMP}: "
+                                 "pass the values add_correlations() was given by collect()")
         elif name == "$aml_dc_boundary":
             col = pc.cast(col, pa.int64())  # 1440 or "1440"
         else:

@@ -19,6 +19,7 @@ from mdc_core.correlation import (
     IsoClock,
     OpenCorrelation,
     current_request_id,
+    format_id,
     open_correlation,
     take_correlation,
 )
@@ -162,7 +163,7 @@ class ModelDataCollector:
         if designation == INPUTS:
             open_correlation(OpenCorrelation(ids, stamp.ts_us, stamp.request_id, self.model_name))
         result = self._constants.copy()
-        result[AML_COLUMNS[0]] = ids[0] if ids.count == 1 else ids
+        result[AML_COLUMNS[0]] = format_id(ids.prefix, ids.start, ids.user) if ids.count == 1 else ids
         result[AML_COLUMNS[1]] = _ISO.format(stamp.ts_us)
         result[AML_COLUMNS[7]] = stamp.request_id
         return result

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import overload
 
 NO_REQUEST_ID = "00000000-0000-0000-0000-000000000000"
@@ -58,18 +58,21 @@ def format_id(prefix: str, counter: int, user: str) -> str:
     return f"{user}-{ident}" if user else ident
 
 
-@dataclass(frozen=True)
 class IdRange(Sequence[str]):
     """The correlation ids of consecutive rows, formatted on demand.
 
     ``step`` is 0 when every row shares one id (predictions paired with a single input row).
+    A plain slotted class: one is made per ``collect()``, so it must be cheap to build.
     """
 
-    prefix: str
-    start: int
-    count: int
-    step: int = 1
-    user: str = ""
+    __slots__ = ("prefix", "start", "count", "step", "user")
+
+    def __init__(self, prefix: str, start: int, count: int, step: int = 1, user: str = ""):
+        self.prefix = prefix
+        self.start = start
+        self.count = count
+        self.step = step
+        self.user = user
 
     def __len__(self) -> int:
         return self.count
@@ -92,21 +95,32 @@ class IdRange(Sequence[str]):
         for i in range(self.count):
             yield format_id(prefix, self.start + i * step, user)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, IdRange):
+            return list(self) == list(other)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         shown = ", ".join(repr(i) for i in self[:3]) + (", ..." if self.count > 3 else "")
         return f"IdRange([{shown}], count={self.count})"
 
 
-@dataclass
 class OpenCorrelation:
     """The inputs of the current request, waiting for their predictions."""
 
-    ids: IdRange
-    ts_us: int
-    request_id: str
-    model: str
-    opened: float = field(default_factory=time.monotonic)
-    taken: set[str] = field(default_factory=set)
+    __slots__ = ("ids", "ts_us", "request_id", "model", "opened", "taken")
+
+    def __init__(self, ids: IdRange, ts_us: int, request_id: str, model: str):
+        self.ids = ids
+        self.ts_us = ts_us
+        self.request_id = request_id
+        self.model = model
+        self.opened = time.monotonic()
+        self.taken: tuple[str, ...] = ()  # designations that paired already (outside a scope)
 
 
 @dataclass
@@ -157,7 +171,7 @@ def take_correlation(designation: str, model: str) -> OpenCorrelation | None:
     if (corr is None or corr.model != model or designation in corr.taken
             or time.monotonic() - corr.opened > PAIRING_WINDOW):
         return None
-    corr.taken.add(designation)
+    corr.taken += (designation,)
     return corr
 
 

@@ -32,9 +32,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def mdc_backends() -> list[BackendPlugin]:  # type: ignore[empty-body]
-    """Return the storage backends this plug-in provides."""
+    """Return the storage backends this plug-in provides.
+
+    Called once per process, when the registry is first needed (the first collector built).
+    Each ``BackendPlugin`` names a backend, the URL schemes it serves and its capabilities;
+    its ``factory(root_url, storage_options)`` runs once per storage root, and the backend it
+    returns receives whole encoded batches from the flusher thread, never single rows.
+    """
 
 
 @hookspec
 def mdc_formats() -> list[FormatPlugin]:  # type: ignore[empty-body]
-    """Return the file formats this plug-in provides."""
+    """Return the file formats this plug-in provides.
+
+    Called once per process, with ``mdc_backends``. Each ``FormatPlugin`` names a format and
+    its file extension, and says whether bodies may be appended to one file; its
+    ``factory(format_options)`` runs once per collector, and the format it returns encodes one
+    Arrow table per batch and partition in the flusher thread.
+    """

@@ -16,7 +16,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from mdc_core.batches import Deployment, Stamp, build_table
 from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
@@ -51,11 +51,8 @@ class Route:
         self.dropped = collections.Counter()
 
 
-class Chunk(NamedTuple):
-    route: Route
-    taken: Taken
-    stamp: Stamp
-    seq: int
+Chunk = tuple[Route, Taken, Stamp]
+"""What one collect() queued: a plain tuple, the cheapest thing to build on the hot path."""
 
 
 class Pipeline:
@@ -106,7 +103,7 @@ class Pipeline:
                     route.unpaired += n
             stamp = Stamp(ids, ts_us, request_id)
             route.collected += n
-            self._queue.append(Chunk(route, taken, stamp, self._seq))
+            self._queue.append((route, taken, stamp))
             self._pending_rows += n
             pending = self._pending_rows
         if self._thread is None:
@@ -182,8 +179,8 @@ class Pipeline:
 
     def _write(self, chunks: Iterable[Chunk]) -> None:
         by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
-        for chunk in chunks:
-            by_route.setdefault(chunk.route, []).append((chunk.taken, chunk.stamp))
+        for route, taken, stamp in chunks:
+            by_route.setdefault(route, []).append((taken, stamp))
         for route, items in by_route.items():
             for table in self._tables(route, items):
                 for rows, key, error in write(route.sink, table):

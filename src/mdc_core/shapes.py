@@ -57,12 +57,16 @@ class Taken(NamedTuple):
 
 
 _SCALAR_ROW_TYPES = (list, tuple)
+_SCALARS = frozenset({float, int, str, bool, type(None)})
 
 
 def take(data: Any, width: int | None) -> Taken:
     """Check ``data`` against the collector's ``width`` (``None``: not fixed yet) and wrap it."""
     kind = type(data)
     if kind is list or kind is tuple:
+        # Fast path: one row of plain scalars at the collector's width (the web-request case).
+        if data and type(data[0]) in _SCALARS and len(data) == width:
+            return Taken(Kind.ROWS, (tuple(data),), 1, width, None, False)
         return _take_sequence(data, width)
     if kind is dict:
         return _take_dict(data, width)
@@ -101,6 +105,12 @@ def _take_dict(data: dict[Any, Any], width: int | None) -> Taken:
     values = tuple(data.values())
     first = values[0]
     if isinstance(first, (list, tuple)) or _is_numpy_array(first):
+        for name, v in zip(names, values):
+            if not (isinstance(v, (list, tuple)) or _is_numpy_array(v) and v.ndim == 1):
+                raise RowWidthError(
+                    f"column {name!r} is a {type(v).__name__}, not a list, but {names[0]!r} is a list: "
+                    "a dict is either one row (feature -> value) or columns (feature -> list)"
+                )
         columns = tuple(list(v) if not _is_numpy_array(v) else v.tolist() for v in values)
         n = len(columns[0])
         for name, col in zip(names, columns):
@@ -122,6 +132,7 @@ def _take_other(data: Any, width: int | None) -> Taken:
         data = pa.Table.from_batches([data])
     if isinstance(data, pa.Table):
         names = tuple(data.column_names)
+        _refuse_binary(data.schema)
         carried = _check_width(len(names), width, names)
         return Taken(Kind.ARROW, data, data.num_rows, len(names) - N_AML * carried, names, carried)
     if _is_numpy_array(data):
@@ -160,6 +171,21 @@ def _take_numpy(array: Any, width: int | None) -> Taken:
     return Taken(Kind.NUMPY, rows.copy(), rows.shape[0], rows.shape[1] - N_AML * carried, None, carried)
 
 
+_BINARY_VIEW = pa.binary_view() if hasattr(pa, "binary_view") else None
+
+
+def _refuse_binary(schema: pa.Schema) -> None:
+    """Binary columns (images, audio, ...) are refused here, where the schema says so cheaply."""
+    for field in schema:
+        t = field.type
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) \
+                or t == _BINARY_VIEW:
+            raise UnsupportedInputError(
+                f"column {field.name!r} holds bytes ({t}): mdc stores tabular rows, not binary media; "
+                f"decode or drop the column; accepted: {ACCEPTED}"
+            )
+
+
 def _is_numpy_array(value: Any) -> bool:
     numpy = sys.modules.get("numpy")
     return numpy is not None and isinstance(value, numpy.ndarray)
@@ -167,6 +193,8 @@ def _is_numpy_array(value: Any) -> bool:
 
 def _check_width(got: int, width: int | None, names: tuple[str, ...] | None = None) -> bool:
     """True when the data carries the eight ``$aml_`` columns after its features."""
+    if got == 0 or names == AML_COLUMNS:
+        raise RowWidthError("data has no feature columns: a row needs at least one value")
     if names is not None and names[-N_AML:] == AML_COLUMNS:
         features = got - N_AML
         if width is not None and features != width:
