@@ -1,0 +1,153 @@
+"""Tools for testing code that uses mdc, and for testing backends.
+
+* ``MemoryBackend``: a fake that keeps objects in a dict, served for ``memory://<name>`` URLs
+  (registered through the ``mdc`` entry point like any plug-in), so a scoring script's unit test
+  can collect and read back without touching disk: ``memory_objects("name")``.
+* ``BackendContract``: the behaviour every backend owes the flusher, as pytest tests. A
+  backend's test module subclasses it and supplies two fixtures, ``backend`` (a fresh, empty
+  backend) and ``read`` (a function ``key -> bytes | None`` that reads an object back *without*
+  the backend, e.g. with the storage's own client). Tests run per declared capability.
+
+A fake is evidence for the core, never for a real backend: run the contract against the real
+storage (a local folder, Azurite, SeaweedFS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mdc_core.hookspecs import hookimpl
+from mdc_core.records import Backend, BackendPlugin, Capability
+
+_stores: dict[str, dict[str, bytes]] = {}
+_stores_lock = threading.Lock()
+
+
+def memory_objects(name: str) -> dict[str, bytes]:
+    """A copy of what ``memory://<name>`` holds, by key."""
+    with _stores_lock:
+        return dict(_stores.get(name, {}))
+
+
+def clear_memory(name: str | None = None) -> None:
+    """Forget one in-memory store, or all of them."""
+    with _stores_lock:
+        if name is None:
+            _stores.clear()
+        else:
+            _stores.pop(name, None)
+
+
+class MemoryBackend:
+    """Objects in a process-wide dict, with the same append and create rules as real backends."""
+
+    capabilities = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT})
+
+    def __init__(self, root: str, options: Mapping[str, Any] | None = None):
+        self.name = root.split("://", 1)[-1].strip("/")
+        self._lock = threading.Lock()
+        with _stores_lock:
+            self._objects = _stores.setdefault(self.name, {})
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend({self.name!r})"
+
+    def append(self, key: str, header: bytes, body: bytes) -> str:
+        with self._lock:
+            current = self._objects.get(key)
+            if current is None:
+                self._objects[key] = header + body
+                return key
+            if header and not current.startswith(header):
+                stem, dot, ext = key.rpartition(".")
+                other = f"{stem}-{hashlib.sha256(header).hexdigest()[:8]}{dot}{ext}"
+                self._objects[other] = self._objects.get(other, header) + body
+                return other
+            self._objects[key] = current + body
+            return key
+
+    def create(self, key: str, data: bytes) -> bool:
+        with self._lock:
+            if key in self._objects:
+                return False
+            self._objects[key] = data
+            return True
+
+    def close(self) -> None:
+        pass
+
+
+@hookimpl
+def mdc_backends() -> list[BackendPlugin]:
+    return [BackendPlugin(name="memory", schemes=("memory",), factory=MemoryBackend,
+                          capabilities=MemoryBackend.capabilities,
+                          description="in-process dict, for unit tests of scoring code")]
+
+
+class BackendContract:
+    """Subclass in a test module and provide the ``backend`` and ``read`` fixtures."""
+
+    capabilities: frozenset[Capability] = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT})
+    """What the backend under test declares; tests of other capabilities are skipped."""
+
+    def _needs(self, capability: Capability) -> None:
+        import pytest
+
+        if capability not in self.capabilities:
+            pytest.skip(f"backend does not declare {capability.value}")
+
+    def test_create_publishes_once(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """create() publishes an object, and refuses to replace it."""
+        self._needs(Capability.CREATE_IF_ABSENT)
+        key = "ws/svc/m/1/inputs/2026/03/05/data-0001.bin"
+        assert backend.create(key, b"first") is True
+        assert backend.create(key, b"second") is False
+        assert read(key) == b"first"
+
+    def test_create_keeps_bytes_exactly(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """Every byte value, and an empty object, survives create()."""
+        self._needs(Capability.CREATE_IF_ABSENT)
+        payload = bytes(range(256)) * 64
+        assert backend.create("x/all-bytes.bin", payload)
+        assert backend.create("x/empty.bin", b"")
+        assert read("x/all-bytes.bin") == payload and read("x/empty.bin") == b""
+
+    def test_append_writes_header_once(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """The first append starts the object with the header; later ones add rows only."""
+        self._needs(Capability.APPEND)
+        key = "ws/svc/m/1/inputs/2026/03/05/data.csv"
+        assert backend.append(key, b"a,b\n", b"1,2\n") == key
+        assert backend.append(key, b"a,b\n", b"3,4\n5,6\n") == key
+        assert read(key) == b"a,b\n1,2\n3,4\n5,6\n"
+
+    def test_append_under_another_header_goes_elsewhere(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """Rows are never appended under a different header; the sibling keeps the extension."""
+        self._needs(Capability.APPEND)
+        key = "p/data.csv"
+        backend.append(key, b"a,b\n", b"1,2\n")
+        other = backend.append(key, b"a,b,c\n", b"1,2,3\n")
+        assert other != key and other.startswith("p/data") and other.endswith(".csv")
+        assert read(key) == b"a,b\n1,2\n" and read(other) == b"a,b,c\n1,2,3\n"
+
+    def test_concurrent_appends_lose_nothing(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """Appends from 8 threads to one key keep every body whole and present once."""
+        self._needs(Capability.APPEND)
+        key = "c/data.csv"
+
+        def work(t: int) -> None:
+            for i in range(25):
+                backend.append(key, b"t,i\n", f"{t},{i}\n".encode())
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        data = read(key)
+        assert data is not None
+        lines = data.decode().splitlines()
+        assert lines[0] == "t,i"
+        assert sorted(lines[1:]) == sorted(f"{t},{i}" for t in range(8) for i in range(25))
