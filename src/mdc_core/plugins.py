@@ -150,7 +150,8 @@ def build_registry(
             continue
         manager.register(plugin, name=ep.name)
     for module in modules:
-        manager.register(module)
+        if not manager.is_registered(module):  # a module that is also an entry point counts once
+            manager.register(module)
     _check_pending(manager)
     return PluginRegistry(manager, failed, blocked)
 
@@ -204,7 +205,7 @@ def _check_pending(manager: pluggy.PluginManager) -> None:
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
 
 
-def _index(hook: pluggy.HookCaller, kind: str, record_type: type,
+def _index(hook: pluggy.HookCaller, kind: str, record_type: type[Any],
            failed: dict[str, str]) -> dict[str, _Registered]:
     # Each implementation is called on its own so every record is attributed to its plug-in,
     # and a plug-in whose hook raises is skipped without losing the others.
@@ -231,7 +232,7 @@ def _index(hook: pluggy.HookCaller, kind: str, record_type: type,
     return index
 
 
-def _records(impl: Any, hook_name: str, record_type: type, result: object) -> list[Any]:
+def _records(impl: Any, hook_name: str, record_type: type[Any], result: object) -> list[Any]:
     """The records a hook returned, checked so a plug-in's mistake names the plug-in."""
     def invalid(problem: str) -> pluggy.PluginValidationError:
         return pluggy.PluginValidationError(
@@ -241,7 +242,7 @@ def _records(impl: Any, hook_name: str, record_type: type, result: object) -> li
         return []
     if isinstance(result, (str, bytes, Mapping, record_type)) or not isinstance(result, Iterable):
         raise invalid(f"must return a list of {record_type.__name__}, got {type(result).__name__}")
-    records = list(result)
+    records: list[Any] = list(result)
     for record in records:
         if not isinstance(record, record_type):
             raise invalid(f"returned {type(record).__name__}, not {record_type.__name__}")
