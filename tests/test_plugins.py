@@ -294,7 +294,7 @@ def as_csv_text(value: object) -> str:
 )
 def test_third_party_plugins_end_to_end(example_site: Path, tmp_path: Path, scheme: str, fmt: str) -> None:
     """Rows collected through a third-party backend and/or format are read back intact, one
-    create-only object per batch, named ``data-<hex>.<ext>`` in the day's folder."""
+    create-only object per batch, named ``data-<writer>-<sequence>.<ext>`` in the day's folder."""
     root = tmp_path / "store"
     storage = f"memdir://{root}" if scheme == "memdir" else str(root)
     result = run_collector(example_site, tmp_path, storage, fmt)
@@ -308,7 +308,7 @@ def test_third_party_plugins_end_to_end(example_site: Path, tmp_path: Path, sche
     assert len(files) == 2, files  # one per flushed batch, nothing else (no temp files, no markers)
     for path in files:
         assert path.parent == root / DAY_FOLDER
-        assert re.fullmatch(rf"data-[0-9a-f]{{32}}\.{fmt}", path.name), path.name
+        assert re.fullmatch(rf"data-[0-9a-f]{{16}}-[0-9]{{10}}\.{fmt}", path.name), path.name
     assert sorted(files) == sorted((root / DAY_FOLDER).glob(f"data-*.{fmt}"))
 
     read = read_jsonl if fmt == "jsonl" else read_csv

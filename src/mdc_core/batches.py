@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -243,7 +244,19 @@ def to_array(values: Sequence[Any], name: str) -> pa.Array:
         array = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         return pa.array([_text(v) for v in _pylist(values)], pa.string())
+    if (pa.types.is_floating(array.type) or pa.types.is_integer(array.type)) and _has_bool(values):
+        # Arrow turns [1.5, True] into [1.5, 1.0] (but refuses [True, 1.5]): keep both as text.
+        return pa.array([_text(v) for v in _pylist(values)], pa.string())
     return _plain(array, name)
+
+
+def _has_bool(values: Any) -> bool:
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None and dtype.kind != "O":
+        return False  # a numeric numpy column holds no booleans
+    types = set(map(type, values))
+    numpy = sys.modules.get("numpy")
+    return bool in types or (numpy is not None and numpy.bool_ in types)
 
 
 def _plain(array: pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
@@ -264,6 +277,9 @@ def _pylist(values: Any) -> list[Any]:
 
 
 def _text(value: Any) -> str | None:
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        value = value.item()  # np.float64(1.5) is written as 1.5, np.True_ as true
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, bool):

@@ -6,7 +6,6 @@ misuse; ``collect()`` then only checks the data's shape, stamps it and queues it
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -28,7 +27,7 @@ from mdc_core.errors import ConfigurationError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
 from mdc_core.pipeline import Pipeline, Route, get_pipeline
 from mdc_core.plugins import get_registry
-from mdc_core.records import Backend, BackendPlugin
+from mdc_core.records import BackendPlugin, Capability, FormatPlugin
 from mdc_core.redact import redact_url
 from mdc_core.settings import (
     DEFAULT,
@@ -100,6 +99,7 @@ class ModelDataCollector:
         self._storage_url = storage_cfg.url
         backend_plugin = registry.backend_for_url(storage_cfg.url)
         format_plugin = registry.format(format)
+        _check_capabilities(backend_plugin, format_plugin)
         stem = collection_name if self._designation in NAMED_COLLECTIONS and collection_name != DEFAULT else "data"
         layout = Layout(
             workspace=identity.workspace,
@@ -115,7 +115,7 @@ class ModelDataCollector:
             layout=layout,
             format_plugin=format_plugin,
             format=format_plugin.factory(dict(format_options or {})),
-            backend=None if self.debug else _open_backend(backend_plugin, storage_cfg.url, storage_cfg.options),
+            backend=None if self.debug else get_pipeline().backend(backend_plugin, storage_cfg.url, storage_cfg.options),
             capabilities=backend_plugin.capabilities,
             debug=self.debug,
         )
@@ -248,15 +248,12 @@ def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
     return names
 
 
-_backends: dict[tuple[str, str, str], Backend] = {}
-_backends_lock = threading.Lock()
-
-
-def _open_backend(plugin: BackendPlugin, url: str, options: Mapping[str, Any]) -> Backend:
-    """One backend per plug-in, root and options in a process, shared by its collectors."""
-    key = (plugin.name, url, json.dumps(dict(options), sort_keys=True, default=repr))
-    with _backends_lock:
-        backend = _backends.get(key)
-        if backend is None:
-            backend = _backends[key] = plugin.factory(url, options)
-        return backend
+def _check_capabilities(backend: BackendPlugin, fmt: FormatPlugin) -> None:
+    """A backend must be able to publish this format's files one way or the other."""
+    caps = backend.capabilities
+    if Capability.CREATE_IF_ABSENT in caps or (Capability.APPEND in caps and fmt.appendable):
+        return
+    raise ConfigurationError(
+        f"backend {backend.name!r} can neither create objects only if absent nor append "
+        f"{fmt.name!r} files, so it cannot store this format; choose another format or backend"
+    )

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import atexit
 import collections
+import json
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mdc_core.batches import Deployment, Stamp, build_table
 from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
+from mdc_core.records import Backend, BackendPlugin
 from mdc_core.settings import positive_number
 from mdc_core.shapes import Taken
 from mdc_core.writer import Sink, write
@@ -62,6 +64,7 @@ class Pipeline:
         self.interval = interval
         self.batch_rows = batch_rows
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
+        self._backends: dict[tuple[str, str, str], Backend] = {}
         self._log = RateLimitedLog(logger)
         self._init_state()
 
@@ -82,6 +85,16 @@ class Pipeline:
 
     def register(self, route: Route) -> None:
         self._routes.add(route)
+
+    def backend(self, plugin: BackendPlugin, url: str, options: Mapping[str, Any]) -> Backend:
+        """One backend per plug-in, root and options in a process, shared by its collectors
+        and closed at exit."""
+        key = (plugin.name, url, json.dumps(dict(options), sort_keys=True, default=repr))
+        with self._start_lock:
+            backend = self._backends.get(key)
+            if backend is None:
+                backend = self._backends[key] = plugin.factory(url, options)
+            return backend
 
     def accept(self, route: Route, taken: Taken, ts_us: int, request_id: str, user_id: str,
                pairing: OpenCorrelation | None) -> Stamp:
@@ -214,10 +227,16 @@ class Pipeline:
     # -- process life ------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = EXIT_TIMEOUT) -> bool:
-        """Flush what is queued (at interpreter exit)."""
+        """Flush what is queued, then close the backends (at interpreter exit)."""
         with self.lock:
             empty = not self._queue
-        return True if empty else self.flush(timeout)
+        done = True if empty else self.flush(timeout)
+        for backend in list(self._backends.values()):
+            try:
+                backend.close()
+            except Exception:  # closing is best effort at exit
+                logger.debug("closing %r failed", backend, exc_info=True)
+        return done
 
     def _before_fork(self) -> None:
         self.lock.acquire()

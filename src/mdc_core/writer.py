@@ -7,17 +7,21 @@ Debug mode prints the encoded rows to standard output instead.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
+import os
+import secrets
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mdc_core.batches import AML_TIMESTAMP
 from mdc_core.paths import HOUR, Layout, partition_path
+from mdc_core.errors import BackendError
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
@@ -60,6 +64,33 @@ def partitions(table: pa.Table, boundary: str) -> Iterator[tuple[int, pa.Table]]
         yield key * period // 1_000_000, table.filter(pc.equal(keys, key))
 
 
+class BatchNames:
+    """Names for create-only batch objects: ``<stem>-<writer>-<sequence>.<ext>``.
+
+    ``writer`` is random per process (renewed in a forked child) and the sequence counts the
+    process's batches, so a name is unique across replicas yet the same on every retry of one
+    batch: an upload that succeeded but whose answer was lost is found, not written twice.
+    Names never start with ``_`` or ``.``, which Spark and Hadoop skip.
+    """
+
+    writer: str = secrets.token_hex(8)
+    _counter = itertools.count(1)
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.writer = secrets.token_hex(8)
+        cls._counter = itertools.count(1)
+
+    @classmethod
+    def next(cls, key: str) -> str:
+        stem, dot, ext = key.rpartition(".")
+        return f"{stem}-{cls.writer}-{next(cls._counter):010d}{dot}{ext}"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=BatchNames.renew)
+
+
 def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException | None]]:
     """Write ``table``; yield ``(rows, key, error)`` per partition (``error`` None on success)."""
     extension = sink.format_plugin.extension
@@ -74,27 +105,36 @@ def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException
             _print_debug(key, encoded.header + encoded.body)
             yield part.num_rows, key, None
             continue
-        error: BaseException | None = None
-        for attempt in range(sink.retries):
-            try:
-                if sink.appends:
-                    key = sink.backend.append(key, encoded.header, encoded.body)  # type: ignore[union-attr]
-                else:
-                    key = _unique_key(key)
-                    sink.backend.create(key, encoded.header + encoded.body)  # type: ignore[union-attr]
-                error = None
-                break
-            except Exception as exc:  # every backend error is retried, then counted by the caller
-                error = exc
-                if attempt + 1 < sink.retries:
-                    time.sleep(sink.backoff * (2**attempt))
-        yield part.num_rows, key, error
+        backend = sink.backend
+        if sink.appends:
+            written, error = _retrying(sink, lambda: backend.append(key, encoded.header, encoded.body))
+        else:
+            key, data = BatchNames.next(key), encoded.header + encoded.body
+            written, error = _retrying(sink, lambda: _create(backend, key, data))
+        yield part.num_rows, written or key, error
 
 
-def _unique_key(key: str) -> str:
-    """``.../data.parquet`` -> ``.../data-<uuid>.parquet``: one object per batch, never overwritten."""
-    stem, dot, ext = key.rpartition(".")
-    return f"{stem}-{uuid.uuid4().hex}{dot}{ext}"
+def _create(backend: Backend, key: str, data: bytes) -> str:
+    """Create ``key``; finding it already there with our size means an earlier try delivered it."""
+    if backend.create(key, data):
+        return key
+    size = getattr(backend, "size", None)
+    existing = size(key) if size is not None else len(data)
+    if existing != len(data):
+        raise BackendError(errno.EEXIST, f"{key} exists with {existing} bytes, not this batch's {len(data)}")
+    return key
+
+
+def _retrying(sink: Sink, attempt: Callable[[], str]) -> tuple[str, BaseException | None]:
+    error: BaseException | None = None
+    for n in range(sink.retries):
+        try:
+            return attempt(), None
+        except Exception as exc:  # every backend error is retried, then counted by the caller
+            error = exc
+            if n + 1 < sink.retries:
+                time.sleep(sink.backoff * (2**n))
+    return "", error
 
 
 def _print_debug(key: str, data: bytes) -> None:
