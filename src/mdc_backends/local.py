@@ -74,6 +74,67 @@ class LocalBackend:
     def close(self) -> None:
         pass
 
+    # -- Capability.MAINTAIN ----------------------------------------------------------------
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        found = []
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                if name.startswith(".") and name.endswith((".tmp", ".committed")):
+                    continue  # this backend's own bookkeeping, not objects
+                path = os.path.join(folder, name)
+                try:
+                    found.append((self._key(path), os.stat(path).st_size))
+                except FileNotFoundError:
+                    continue
+        return sorted(found)
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise BackendError(exc.errno, f"cannot read {key}: {exc.strerror or exc}") from exc
+
+    def size(self, key: str) -> int | None:
+        try:
+            return os.stat(self._path(key)).st_size
+        except FileNotFoundError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            try:
+                os.unlink(_marker_path(path))  # a replaced file is no longer an append log
+            except FileNotFoundError:
+                pass
+            _fsync_dir(folder)
+        except OSError as exc:
+            raise BackendError(exc.errno, f"cannot replace {path}: {exc.strerror or exc}") from exc
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        for victim in (path, _marker_path(path)):
+            try:
+                os.unlink(victim)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise BackendError(exc.errno, f"cannot delete {key}: {exc.strerror or exc}") from exc
+
     # -- internals ------------------------------------------------------------------------
 
     def _path(self, key: str) -> str:
@@ -179,6 +240,6 @@ def mdc_backends() -> list[BackendPlugin]:
         name="local",
         schemes=("", "file"),
         factory=LocalBackend,
-        capabilities=frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT}),
+        capabilities=frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAINTAIN}),
         description="local disk: plain paths and file:// URLs",
     )]

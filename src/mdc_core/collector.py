@@ -23,7 +23,7 @@ from mdc_core.correlation import (
     take_correlation,
 )
 from mdc_core.designations import INPUTS, NAMED_COLLECTIONS, PAIRED, normalize_designation
-from mdc_core.errors import ConfigurationError
+from mdc_core.errors import ConfigurationError, RowWidthError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
 from mdc_core.pipeline import Pipeline, Route, get_pipeline
 from mdc_core.plugins import get_registry
@@ -37,7 +37,7 @@ from mdc_core.settings import (
     resolve_identity,
     resolve_storage,
 )
-from mdc_core.shapes import AML_COLUMNS, default_names, take
+from mdc_core.shapes import AML_COLUMNS, Kind, default_names, take
 from mdc_core.writer import Sink
 
 _ISO = IsoClock()
@@ -150,6 +150,8 @@ class ModelDataCollector:
             return {}
         if route.columns is None:
             self._fix_columns(taken.names, taken.width, taken.carried)
+        elif taken.kind is not Kind.ARROW and taken.kind is not Kind.PANDAS and taken.names is not None:
+            _check_names(taken.names[:taken.width], route.columns)
         if self._closed:
             self._pipeline.drop(route, taken.rows, "closed")
             return {}
@@ -227,6 +229,18 @@ class ModelDataCollector:
             if self._route.columns is None:
                 features = names[:width] if names is not None else default_names(width)
                 self._route.columns = _check_feature_names(features)
+
+
+def _check_names(names: tuple[str, ...], columns: tuple[str, ...]) -> None:
+    """Named values (a dict, a Series) must name the collector's columns, in any order; frames
+    may be renamed by position (``feature_names`` wins), but a dict's keys are its meaning."""
+    if names != columns and set(names) != set(columns):
+        missing = [c for c in columns if c not in names]
+        unknown = [n for n in names if n not in columns]
+        raise RowWidthError(
+            f"the data names {', '.join(unknown) or 'no unknown features'} and lacks "
+            f"{', '.join(missing) or 'nothing'}: its keys must be the collector's features ({', '.join(columns)})"
+        )
 
 
 def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:

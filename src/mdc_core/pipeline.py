@@ -196,8 +196,13 @@ class Pipeline:
             by_route.setdefault(route, []).append((taken, stamp))
         for route, items in by_route.items():
             for table in self._tables(route, items):
-                for rows, key, error in write(route.sink, table):
-                    self._account(route, rows, key, error)
+                done = 0
+                try:
+                    for rows, key, error in write(route.sink, table):
+                        done += rows
+                        self._account(route, rows, key, error)
+                except Exception as exc:  # nothing may stay pending forever: count the rest
+                    self._account(route, table.num_rows - done, route.name, exc, reason="unconvertible")
 
     def _tables(self, route: Route, items: list[tuple[Taken, Stamp]]) -> Iterable[Any]:
         try:

@@ -24,6 +24,10 @@ class Capability(str, enum.Enum):
     """``append(key, header, body)`` adds to an object, writing ``header`` first when it is new,
     safely with other writers (processes, hosts) appending to the same key."""
 
+    MAINTAIN = "maintain"
+    """``list``, ``read``, ``size``, ``put`` and ``delete`` (see ``Maintainable``): what compaction,
+    retention and the reader need besides writing batches."""
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -40,6 +44,36 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files; called once when the process stops collecting."""
+        ...
+
+
+@runtime_checkable
+class Maintainable(Protocol):
+    """The extra methods of a backend that declares ``Capability.MAINTAIN``.
+
+    Keys are relative to the root; a missing object is not an error for ``read``, ``size``
+    and ``delete``. Failures raise ``BackendError`` (an ``OSError``), never with a secret.
+    """
+
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        """``(key, size)`` of every object under the folder ``prefix`` (``""`` for the root,
+        else ending in ``/``), recursively, sorted by key."""
+        ...
+
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or ``None`` if there is none."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or ``None`` if there is none."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Replace (or create) the object whole: readers see the old bytes or the new, never a mix."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object if it exists."""
         ...
 
 

@@ -44,7 +44,7 @@ def clear_memory(name: str | None = None) -> None:
 class MemoryBackend:
     """Objects in a process-wide dict, with the same append and create rules as real backends."""
 
-    capabilities = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT})
+    capabilities = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAINTAIN})
 
     def __init__(self, root: str, options: Mapping[str, Any] | None = None):
         self.name = root.split("://", 1)[-1].strip("/")
@@ -79,6 +79,26 @@ class MemoryBackend:
     def close(self) -> None:
         pass
 
+    def list(self, prefix: str) -> list[tuple[str, int]]:
+        with self._lock:
+            return sorted((k, len(v)) for k, v in self._objects.items() if k.startswith(prefix))
+
+    def read(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._objects.get(key)
+
+    def size(self, key: str) -> int | None:
+        data = self.read(key)
+        return None if data is None else len(data)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._objects[key] = data
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._objects.pop(key, None)
+
 
 @hookimpl
 def mdc_backends() -> list[BackendPlugin]:
@@ -90,7 +110,8 @@ def mdc_backends() -> list[BackendPlugin]:
 class BackendContract:
     """Subclass in a test module and provide the ``backend`` and ``read`` fixtures."""
 
-    capabilities: frozenset[Capability] = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT})
+    capabilities: frozenset[Capability] = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT,
+                                                     Capability.MAINTAIN})
     """What the backend under test declares; tests of other capabilities are skipped."""
 
     def _needs(self, capability: Capability) -> None:
@@ -151,3 +172,21 @@ class BackendContract:
         lines = data.decode().splitlines()
         assert lines[0] == "t,i"
         assert sorted(lines[1:]) == sorted(f"{t},{i}" for t in range(8) for i in range(25))
+
+    def test_maintain_list_read_put_delete(self, backend: Any, read: Callable[[str], bytes | None]) -> None:
+        """list() finds objects under a folder with their sizes; put() replaces whole; delete() removes."""
+        self._needs(Capability.MAINTAIN)
+        backend.create("m/a/2026/03/05/data-1.csv", b"a\n1\n") if Capability.CREATE_IF_ABSENT in self.capabilities \
+            else backend.put("m/a/2026/03/05/data-1.csv", b"a\n1\n")
+        backend.put("m/a/2026/03/05/data.csv", b"a\n0\n")
+        backend.put("m/b/other.csv", b"zz")
+        assert backend.list("m/a/") == [("m/a/2026/03/05/data-1.csv", 4), ("m/a/2026/03/05/data.csv", 4)]
+        assert ("m/b/other.csv", 2) in backend.list("")
+        assert backend.read("m/a/2026/03/05/data.csv") == b"a\n0\n" and backend.read("m/missing") is None
+        assert backend.size("m/b/other.csv") == 2 and backend.size("m/missing") is None
+        backend.put("m/a/2026/03/05/data.csv", b"a\n0\n1\n")
+        assert read("m/a/2026/03/05/data.csv") == b"a\n0\n1\n"
+        backend.delete("m/a/2026/03/05/data-1.csv")
+        backend.delete("m/a/2026/03/05/data-1.csv")  # deleting twice is fine
+        assert read("m/a/2026/03/05/data-1.csv") is None
+        assert backend.list("m/a/") == [("m/a/2026/03/05/data.csv", 6)]
