@@ -32,8 +32,13 @@ class LocalBackend:
     """Writes under a root folder, created on first write."""
 
     def __init__(self, root: str, options: Mapping[str, Any] | None = None):
-        if options:
-            raise ValueError(f"the local backend takes no storage_options, got {sorted(options)}")
+        options = dict(options or {})
+        append = options.pop("append", True)
+        if options or not isinstance(append, bool):
+            raise ValueError(f"the local backend takes only the storage option append=True/False, got {sorted(options)}")
+        self.capabilities = ALL if append else ALL - {Capability.APPEND}
+        """Without ``append`` (for network shares where ``flock`` is not to be trusted) every
+        batch is its own file and closed partitions are compacted, as on object stores."""
         path = root[len("file://"):] if root.startswith("file://") else root
         self.root = os.path.abspath(os.path.expanduser(path))
         self._warned: set[str] = set()
@@ -234,12 +239,15 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+ALL = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAINTAIN})
+
+
 @hookimpl
 def mdc_backends() -> list[BackendPlugin]:
     return [BackendPlugin(
         name="local",
         schemes=("", "file"),
         factory=LocalBackend,
-        capabilities=frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAINTAIN}),
+        capabilities=ALL,
         description="local disk: plain paths and file:// URLs",
     )]

@@ -68,6 +68,7 @@ class ModelDataCollector:
         enabled: bool | None = None,
         debug: bool | None = None,
         pad_dates: bool = True,
+        compaction: str | None = None,
         clock: Callable[[], int] | None = None,
     ) -> None:
         self._designation = normalize_designation(designation)
@@ -111,14 +112,20 @@ class ModelDataCollector:
             boundary=self.boundary,
             pad=pad_dates,
         )
+        backend = None if self.debug else get_pipeline().backend(backend_plugin, storage_cfg.url, storage_cfg.options)
+        # An instance may declare less than its plug-in (e.g. the local backend with append=False).
+        capabilities = getattr(backend, "capabilities", backend_plugin.capabilities)
         sink = Sink(
             layout=layout,
             format_plugin=format_plugin,
             format=format_plugin.factory(dict(format_options or {})),
-            backend=None if self.debug else get_pipeline().backend(backend_plugin, storage_cfg.url, storage_cfg.options),
-            capabilities=backend_plugin.capabilities,
+            backend=backend,
+            capabilities=capabilities,
             debug=self.debug,
         )
+        if _compaction_on(compaction) and not sink.appends and not sink.debug \
+                and Capability.MAINTAIN in capabilities and hasattr(sink.format, "compact"):
+            sink.compactor = get_pipeline().compactor
         deployment = Deployment(BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service,
                                 model_name, identity.version)
         self._route = Route(f"{model_name}/{identity.version}/{self._designation}", sink, deployment,
@@ -260,6 +267,14 @@ def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
     if not names:
         raise ConfigurationError("feature_names is empty: give at least one name, or None")
     return names
+
+
+def _compaction_on(argument: str | None) -> bool:
+    value = argument if argument is not None else os.environ.get("MDC_COMPACTION", "auto")
+    if value not in ("auto", "off"):
+        source = "compaction" if argument is not None else "MDC_COMPACTION"
+        raise ConfigurationError(f"{source}={value!r}: use 'auto' (compact closed partitions) or 'off'")
+    return value == "auto"
 
 
 def _check_capabilities(backend: BackendPlugin, fmt: FormatPlugin) -> None:

@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mdc_core.autocompact import DEFAULT_GRACE, AutoCompactor
 from mdc_core.batches import Deployment, Stamp, build_table
 from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
@@ -65,6 +66,7 @@ class Pipeline:
         self.batch_rows = batch_rows
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
         self._backends: dict[tuple[str, str, str], Backend] = {}
+        self._compactor: AutoCompactor | None = None
         self._log = RateLimitedLog(logger)
         self._init_state()
 
@@ -82,6 +84,14 @@ class Pipeline:
         self._thread: threading.Thread | None = None
 
     # -- the caller's side -------------------------------------------------------------------
+
+    @property
+    def compactor(self) -> AutoCompactor:
+        """The process's automatic compactor, made on first use."""
+        with self._start_lock:
+            if self._compactor is None:
+                self._compactor = AutoCompactor(grace=_env_float("MDC_COMPACTION_GRACE", DEFAULT_GRACE))
+            return self._compactor
 
     def register(self, route: Route) -> None:
         self._routes.add(route)

@@ -190,3 +190,28 @@ class BackendContract:
         backend.delete("m/a/2026/03/05/data-1.csv")  # deleting twice is fine
         assert read("m/a/2026/03/05/data-1.csv") is None
         assert backend.list("m/a/") == [("m/a/2026/03/05/data.csv", 6)]
+
+    def test_compaction_merges_batches_exactly(self, backend: Any, read: Callable[[str], bytes | None]) -> None:
+        """Batch objects of a partition become one data.csv: header once, every record once, in
+        scoring-time order, byte for byte; the batches are gone; a re-run changes nothing."""
+        self._needs(Capability.MAINTAIN)
+        self._needs(Capability.CREATE_IF_ABSENT)
+        from mdc_core.compaction import compact_partition
+        from mdc_formats.csv import CsvFormat
+
+        folder = "w/s/m/1/inputs/2026/03/05"
+        header = b"a,$aml_dc_scoring_timestamp\n"
+        batches = {
+            f"{folder}/data-{'a' * 16}-0000000001.csv": b'2,2026-03-05T10:00:00.000002\n"x\ny",2026-03-05T10:00:00.000004\n',
+            f"{folder}/data-{'b' * 16}-0000000001.csv": b'1,2026-03-05T10:00:00.000001\n"",2026-03-05T10:00:00.000003\n',
+        }
+        for key, body in batches.items():
+            assert backend.create(key, header + body)
+        result = compact_partition(backend, CsvFormat(), folder, "data", "csv")
+        assert sorted(result.merged) == sorted(batches) and result.outputs == [f"{folder}/data.csv"]
+        assert read(f"{folder}/data.csv") == header + (
+            b'1,2026-03-05T10:00:00.000001\n2,2026-03-05T10:00:00.000002\n'
+            b'"",2026-03-05T10:00:00.000003\n"x\ny",2026-03-05T10:00:00.000004\n')
+        assert [k for k, _ in backend.list(folder + "/")] == [f"{folder}/data.csv"]
+        again = compact_partition(backend, CsvFormat(), folder, "data", "csv")
+        assert again.merged == [] and read(f"{folder}/data.csv").count(b"\n") == 6

@@ -16,12 +16,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mdc_core.batches import AML_TIMESTAMP
-from mdc_core.paths import HOUR, Layout, partition_path
 from mdc_core.errors import BackendError
+from mdc_core.paths import HOUR, Layout, partition_path
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
@@ -41,6 +43,9 @@ class Sink:
     debug: bool = False
     retries: int = 3
     backoff: float = 0.2
+    compactor: Any = None
+    """An ``AutoCompactor`` told about every batch object, or None (appending, or compaction off)."""
+    _noted_previous: bool = False
 
     @property
     def appends(self) -> bool:
@@ -111,7 +116,21 @@ def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException
         else:
             key, data = BatchNames.next(key), encoded.header + encoded.body
             written, error = _retrying(sink, lambda: _create(backend, key, data))
+            if error is None and sink.compactor is not None:
+                _note_for_compaction(sink, seconds)
         yield part.num_rows, written or key, error
+
+
+def _note_for_compaction(sink: Sink, start: int) -> None:
+    """Schedule this partition's compaction; the first time, the previous period's too, which
+    a process that stopped before the period ended may have left uncompacted."""
+    period = _PERIOD_US[sink.layout.boundary] // 1_000_000
+    starts = [start] if sink._noted_previous else [start - period, start]
+    sink._noted_previous = True
+    ext = sink.format_plugin.extension
+    for begin in starts:
+        folder = partition_path(sink.layout, begin, ext).rpartition("/")[0]
+        sink.compactor.note(sink.backend, sink.format, folder, sink.layout.file_stem, ext, begin + period)
 
 
 def _create(backend: Backend, key: str, data: bytes) -> str:

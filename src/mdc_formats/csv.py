@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pyarrow.csv as pacsv
 
 from mdc_core import Encoded, FormatPlugin, hookimpl
 
+SCORING_TIMESTAMP = "$aml_dc_scoring_timestamp"
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"  # Arrow's %S adds the fraction: six digits for microseconds
 
 
@@ -33,6 +34,44 @@ class CsvFormat:
         body = io.BytesIO()
         pacsv.write_csv(_printable(table), body, self._write_options)
         return Encoded(header.getvalue().encode("utf-8"), body.getvalue())
+
+
+    def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
+        """Merge whole CSV files: one output per distinct header, records in scoring-time order.
+
+        Records are moved as the exact bytes they were written with (quoting, empty strings vs
+        nulls), only reordered: parsing decides where each record ends and when it was scored.
+        """
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for data in parts:
+            header, records = _records(data.decode("utf-8"))
+            if header is not None:
+                groups.setdefault(header, []).extend(records)
+        merged = []
+        for header, records in groups.items():
+            records.sort(key=lambda r: r[0])  # stable: equal timestamps keep their order
+            merged.append(Encoded(header.encode("utf-8"), "".join(r for _, r in records).encode("utf-8")))
+        return merged
+
+
+def _records(text: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """The header line and ``(scoring timestamp, raw record)`` pairs of one CSV file."""
+    lines = list(io.StringIO(text, newline=""))
+    reader = csv.reader(lines)
+    fields = next(reader, None)
+    if fields is None:
+        return None, []
+    header = "".join(lines[: reader.line_num])
+    column = fields.index(SCORING_TIMESTAMP) if SCORING_TIMESTAMP in fields else None
+    records, start = [], reader.line_num
+    for row in reader:
+        raw = "".join(lines[start: reader.line_num])
+        start = reader.line_num
+        if not raw.endswith("\n"):
+            raw += "\n"  # a last record without its newline still ends a line in the merged file
+        key = row[column] if column is not None and column < len(row) else ""
+        records.append((key, raw))
+    return header, records
 
 
 def _printable(table: pa.Table) -> pa.Table:

@@ -1,0 +1,188 @@
+"""Compaction: merge a closed partition's batch objects into the spec's one file (``data.csv``).
+
+Object stores cannot append safely, so there every flush writes one create-only batch object
+(``data-<writer>-<seq>.csv``). Once a partition (day, or hour) is closed, exactly one process
+merges its batches, with any earlier compacted file, into ``data.csv`` — header once, rows in
+scoring-time order — and deletes the batches. Steps, each safe to interrupt and re-run:
+
+1. Take the partition's lock: a create-only ``_mdc_compaction.lock`` holding its expiry, so a
+   crashed compactor's lock lapses. No lock, no work.
+2. Write the manifest ``_mdc_compaction.json``: for each output file its checksum before and
+   after, and the batches merged into it.
+3. Replace each output whole (``put``), then delete the merged batches, then the manifest.
+
+A re-run that finds a manifest checks each output's checksum: "after" means its batches are
+already in it (they are only deleted); "before" means it was not written (they are merged
+again). Batches that arrive later (a replica's late flush, a replayed spool) are merged by the
+next run. Names starting with ``_`` are skipped by Spark and Hadoop readers; a plain ``*.csv``
+glob can see a batch both in ``data.csv`` and on its own for the moment between steps 3's put
+and delete: the project's reader uses the manifest and never returns a row twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mdc_core.errors import BackendError
+from mdc_core.records import Encoded, Maintainable
+
+logger = logging.getLogger("mdc.compaction")
+
+LOCK = "_mdc_compaction.lock"
+MANIFEST = "_mdc_compaction.json"
+LOCK_TTL = 600.0
+
+
+class Compactable(Protocol):
+    """A format that can merge its own files (CSV can; see ``mdc_formats.csv``)."""
+
+    def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
+        """Merge whole files into one per distinct header, rows in scoring-time order."""
+        ...
+
+
+def batch_pattern(stem: str, extension: str) -> re.Pattern[str]:
+    """The names ``writer.BatchNames`` gives a partition's batch objects."""
+    return re.compile(rf"^{re.escape(stem)}-[0-9a-f]{{16}}-[0-9]{{10}}\.{re.escape(extension)}$")
+
+
+def sibling_name(stem: str, extension: str, header: bytes) -> str:
+    """Where rows of another header go (the local backend's rule): ``data-<hash8>.csv``."""
+    return f"{stem}-{hashlib.sha256(header).hexdigest()[:8]}.{extension}"
+
+
+@dataclass
+class CompactionResult:
+    """What one partition's compaction did."""
+
+    folder: str
+    merged: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    skipped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"folder": self.folder, "merged": len(self.merged), "outputs": self.outputs, "skipped": self.skipped}
+
+
+def compact_partition(backend: Maintainable, fmt: Compactable, folder: str, stem: str, extension: str,
+                      *, lock_ttl: float = LOCK_TTL, clock: Any = time.time) -> CompactionResult:
+    """Compact the batches of ``<folder>/<stem>-*.<extension>`` into ``<folder>/<stem>.<extension>``."""
+    folder = folder.rstrip("/") + "/"
+    result = CompactionResult(folder)
+    pattern = batch_pattern(stem, extension)
+    names = [key[len(folder):] for key, _ in backend.list(folder)]
+    if MANIFEST not in names and not any(pattern.match(n) for n in names):
+        result.skipped = "no batches"
+        return result  # the common case, checked without taking the lock
+    owner = secrets.token_hex(8)
+    if not _acquire(backend, folder + LOCK, owner, lock_ttl, clock):
+        result.skipped = "locked by another compactor"
+        return result
+    try:
+        _compact_locked(backend, fmt, folder, stem, extension, result)
+    finally:
+        _release(backend, folder + LOCK, owner)
+    return result
+
+
+def _compact_locked(backend: Maintainable, fmt: Compactable, folder: str, stem: str, extension: str,
+                    result: CompactionResult) -> None:
+    pattern = batch_pattern(stem, extension)
+    main = folder + f"{stem}.{extension}"
+    already_in: set[str] = set()
+    manifest = _read_json(backend, folder + MANIFEST)
+    if manifest:
+        for key, entry in manifest["outputs"].items():
+            digest = _digest(backend.read(key))
+            if digest == entry["after"]:
+                already_in.update(entry["batches"])
+            elif digest != entry["before"]:
+                raise BackendError(0, f"{key} changed under an unfinished compaction; resolve by hand "
+                                      f"(manifest {folder + MANIFEST})")
+    listing = [key for key, _ in backend.list(folder) if "/" not in key[len(folder):]]
+    batches = [k for k in listing if pattern.match(k[len(folder):])]
+    for key in (k for k in batches if k in already_in):
+        backend.delete(key)  # merged by the interrupted run
+    batches = [k for k in batches if k not in already_in]
+    if not batches:
+        backend.delete(folder + MANIFEST)
+        result.skipped = result.skipped or "no batches"
+        return
+    existing = {k for k in listing if k == main or re.match(rf"^{re.escape(stem)}-[0-9a-f]{{8}}\.{re.escape(extension)}$", k[len(folder):])}
+    parts = {key: backend.read(key) for key in sorted(existing)}
+    merged_by_header: dict[bytes, list[str]] = {}
+    contents: list[bytes] = []
+    for key in batches:
+        data = backend.read(key)
+        if data is None:
+            continue  # deleted by someone else meanwhile
+        contents.append(data)
+        merged_by_header.setdefault(_header_of(data), []).append(key)
+    outputs: dict[str, dict[str, Any]] = {}
+    plan: dict[str, bytes] = {}
+    main_header = _header_of(parts[main]) if parts.get(main) else None
+    for encoded in fmt.compact([p for p in parts.values() if p] + contents):
+        name = main if main_header in (None, encoded.header) else folder + sibling_name(stem, extension, encoded.header)
+        if main_header is None:
+            main_header = encoded.header
+        data = encoded.header + encoded.body
+        plan[name] = data
+        outputs[name] = {"before": _digest(parts.get(name)), "after": _digest(data),
+                         "batches": merged_by_header.get(encoded.header, [])}
+    backend.put(folder + MANIFEST, json.dumps({"outputs": outputs}, indent=1).encode())
+    for name, data in plan.items():
+        backend.put(name, data)
+    for key in batches:
+        backend.delete(key)
+    backend.delete(folder + MANIFEST)
+    result.merged = batches
+    result.outputs = sorted(plan)
+
+
+def _header_of(data: bytes | None) -> bytes:
+    if not data:
+        return b""
+    end = data.find(b"\n")
+    return data if end < 0 else data[: end + 1]
+
+
+def _digest(data: bytes | None) -> str:
+    return "absent" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read_json(backend: Maintainable, key: str) -> dict[str, Any] | None:
+    raw = backend.read(key)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        logger.warning("ignoring unreadable %s", key)
+        return None
+
+
+def _acquire(backend: Maintainable, key: str, owner: str, ttl: float, clock: Any) -> bool:
+    """Create the lock; an expired lock is removed once and creation retried."""
+    create = getattr(backend, "create")
+    for _ in range(2):
+        if create(key, json.dumps({"owner": owner, "expires": clock() + ttl}).encode()):
+            return True
+        lock = _read_json(backend, key)
+        if lock is not None and lock.get("expires", 0) > clock():
+            return False
+        backend.delete(key)  # lapsed: its compactor died; the manifest makes its work resumable
+    return False
+
+
+def _release(backend: Maintainable, key: str, owner: str) -> None:
+    lock = _read_json(backend, key)
+    if lock is not None and lock.get("owner") == owner:
+        backend.delete(key)
