@@ -396,9 +396,9 @@ def test_blocked_backend_frees_its_scheme(installed: Path, monkeypatch: pytest.M
     monkeypatch.setenv(BLOCK_ENV, "memdir")
     registry = get_registry()
     assert "memdir" not in registry.backends
-    with pytest.raises(UnknownPluginError, match=r"memdir:// URLs; known: file:// \(local\)"):
+    with pytest.raises(UnknownPluginError, match=r"memdir:// URLs; known: (\S+ \(\w+\), )*file:// \(local\)"):
         registry.backend_for_url("memdir:///srv/rows")
-    with pytest.raises(UnknownPluginError, match="known backends: local"):
+    with pytest.raises(UnknownPluginError, match=r"known backends: (\w+, )*local\b"):
         registry.backend("memdir")
 
 
