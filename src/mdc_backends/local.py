@@ -14,6 +14,7 @@ partial object and an existing one is never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -35,11 +36,13 @@ class LocalBackend:
         options = dict(options or {})
         append = options.pop("append", True)
         if options or not isinstance(append, bool):
-            raise ValueError(f"the local backend takes only the storage option append=True/False, got {sorted(options)}")
+            raise ValueError(
+                f"the local backend takes only the storage option append=True/False, got {sorted(options)}"
+            )
         self.capabilities = ALL if append else ALL - {Capability.APPEND}
         """Without ``append`` (for network shares where ``flock`` is not to be trusted) every
         batch is its own file and closed partitions are compacted, as on object stores."""
-        path = root[len("file://"):] if root.startswith("file://") else root
+        path = root[len("file://") :] if root.startswith("file://") else root
         self.root = os.path.abspath(os.path.expanduser(path))
         self._warned: set[str] = set()
 
@@ -122,10 +125,8 @@ class LocalBackend:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(_marker_path(path))  # a replaced file is no longer an append log
-            except FileNotFoundError:
-                pass
             _fsync_dir(folder)
         except OSError as exc:
             raise BackendError(exc.errno, f"cannot replace {path}: {exc.strerror or exc}") from exc
@@ -166,8 +167,7 @@ class LocalBackend:
                     _write_marker(marker, 0)  # so a crash in this first append is cut off too
             if size > committed:
                 os.ftruncate(fd, committed)
-                logger.warning("mdc cut %d bytes of an interrupted write from the end of %s",
-                               size - committed, path)
+                logger.warning("mdc cut %d bytes of an interrupted write from the end of %s", size - committed, path)
             elif size < committed:
                 committed = size  # the marker is ahead of the data (a crash between the two fsyncs)
             if committed == 0:
@@ -176,8 +176,11 @@ class LocalBackend:
                 other = _alternative(path, header)
                 if path not in self._warned:
                     self._warned.add(path)
-                    logger.warning("%s has other columns than this collector's; writing to %s instead",
-                                   path, os.path.basename(other))
+                    logger.warning(
+                        "%s has other columns than this collector's; writing to %s instead",
+                        path,
+                        os.path.basename(other),
+                    )
                 return self._append(other, header, body)
             else:
                 data = body
@@ -244,10 +247,12 @@ ALL = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAIN
 
 @hookimpl
 def mdc_backends() -> list[BackendPlugin]:
-    return [BackendPlugin(
-        name="local",
-        schemes=("", "file"),
-        factory=LocalBackend,
-        capabilities=ALL,
-        description="local disk: plain paths and file:// URLs",
-    )]
+    return [
+        BackendPlugin(
+            name="local",
+            schemes=("", "file"),
+            factory=LocalBackend,
+            capabilities=ALL,
+            description="local disk: plain paths and file:// URLs",
+        )
+    ]

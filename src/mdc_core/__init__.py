@@ -4,6 +4,7 @@ A drop-in for Azure ML's ``ModelDataCollector``; storage backends and file forma
 plug-ins (see ``mdc_core.hookspecs``).
 """
 
+from mdc_core.collector import ModelDataCollector
 from mdc_core.correlation import NO_REQUEST_ID, request_context
 from mdc_core.errors import (
     BackendError,
@@ -19,8 +20,6 @@ from mdc_core.hookspecs import hookimpl
 from mdc_core.paths import Layout, partition_path, validate_segment
 from mdc_core.records import Backend, BackendPlugin, Capability, Encoded, Format, FormatPlugin
 from mdc_core.shapes import AML_COLUMNS
-
-from mdc_core.collector import ModelDataCollector  # noqa: E402  (imports the records above)
 
 __version__ = "0.1.0"
 

@@ -50,7 +50,9 @@ def attach_correlations(data: Any, correlations: Mapping[str, Any]) -> Any:
     if pandas is not None and isinstance(data, pandas.DataFrame):
         return data.assign(**{c: columns[c] for c in AML_COLUMNS})
     if pandas is not None and isinstance(data, pandas.Series):
-        return pandas.concat([data.astype(object), pandas.Series({c: columns[c][0] for c in AML_COLUMNS}, dtype=object)])
+        return pandas.concat(
+            [data.astype(object), pandas.Series({c: columns[c][0] for c in AML_COLUMNS}, dtype=object)]
+        )
     polars = sys.modules.get("polars")
     if polars is not None and isinstance(data, polars.DataFrame):
         return data.with_columns([polars.Series(c, columns[c]) for c in AML_COLUMNS])

@@ -57,9 +57,11 @@ class AutoCompactor:
 
     def wait_idle(self, timeout: float | None = None, now: float | None = None) -> bool:
         """Wait until nothing is due (as of ``now``, default the clock) and no compaction runs."""
+
         def idle() -> bool:
             t = self.clock() if now is None else now
             return not self._busy and all(entry[0] > t for entry in self._due.values())
+
         with self._cond:
             self._cond.notify_all()
             return self._cond.wait_for(idle, timeout)
@@ -101,9 +103,15 @@ class AutoCompactor:
             if result.merged:
                 logger.info("mdc compacted %d batches into %s", len(result.merged), ", ".join(result.outputs))
         except Exception as exc:  # storage trouble: try again later, a few times
-            self._log.log(logging.WARNING, f"compact:{folder}", "mdc could not compact %s (%s: %s)%s",
-                          folder, type(exc).__name__, exc,
-                          "; will retry" if attempts + 1 < MAX_ATTEMPTS else "; giving up, run `mdc compact`")
+            self._log.log(
+                logging.WARNING,
+                f"compact:{folder}",
+                "mdc could not compact %s (%s: %s)%s",
+                folder,
+                type(exc).__name__,
+                exc,
+                "; will retry" if attempts + 1 < MAX_ATTEMPTS else "; giving up, run `mdc compact`",
+            )
             if attempts + 1 < MAX_ATTEMPTS:
                 with self._cond:
                     self._due.setdefault(key, [self.clock() + RETRY_AFTER, backend, fmt, attempts + 1])

@@ -44,8 +44,7 @@ class Deployment(NamedTuple):
     version: str
 
 
-def build_table(columns: Sequence[str], deployment: Deployment,
-                items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
+def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
     """One table of every row in ``items``, in order, with the collector's columns."""
     parts: list[pa.Table] = []
     run: list[tuple[Taken, Stamp]] = []
@@ -94,7 +93,7 @@ def _exactly_float(column: pa.ChunkedArray) -> bool:
     if not pa.types.is_integer(t):
         return False
     low, high = (v.as_py() for v in pc.min_max(column).values())
-    return low is None or (-_EXACT_INT <= low and high <= _EXACT_INT)
+    return low is None or (low >= -_EXACT_INT and high <= _EXACT_INT)
 
 
 def _rows_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
@@ -132,11 +131,15 @@ def _ordered_rows(taken: Taken, columns: Sequence[str]) -> Sequence[tuple[Any, .
 def _table_part(columns: Sequence[str], deployment: Deployment, taken: Taken, stamp: Stamp) -> pa.Table:
     kind, payload = taken.kind, taken.payload
     if kind is Kind.COLUMNS:
-        table = pa.table([to_array(col, name) for col, name in zip(payload, taken.names or columns)],
-                         names=list(taken.names or columns))
+        table = pa.table(
+            [to_array(col, name) for col, name in zip(payload, taken.names or columns)],
+            names=list(taken.names or columns),
+        )
     elif kind is Kind.NUMPY:
-        table = pa.table([to_array(payload[:, j], str(j)) for j in range(payload.shape[1])],
-                         names=[str(j) for j in range(payload.shape[1])])
+        table = pa.table(
+            [to_array(payload[:, j], str(j)) for j in range(payload.shape[1])],
+            names=[str(j) for j in range(payload.shape[1])],
+        )
     elif kind is Kind.PANDAS:
         table = _from_pandas(payload)
     else:
@@ -149,7 +152,7 @@ def _table_part(columns: Sequence[str], deployment: Deployment, taken: Taken, st
     features = pa.table(table.columns[:width], names=list(columns))
     features = pa.table([_plain(c, n) for c, n in zip(features.columns, columns)], names=list(columns))
     if taken.carried:
-        aml = pa.table(table.columns[width:width + N_AML], names=list(AML_COLUMNS))
+        aml = pa.table(table.columns[width : width + N_AML], names=list(AML_COLUMNS))
         return _join(features, _carried(aml))
     return _join(features, _stamped(deployment, [(table.num_rows, stamp)]))
 
@@ -214,8 +217,10 @@ def _carried(aml: pa.Table) -> pa.Table:
             col = parse_timestamps(col)
             if col.null_count:
                 # The row's date decides its folder: without one it has no place to go.
-                raise ValueError(f"{col.null_count} rows carry an empty {AML_TIMESTAMP}: "
-                                 "pass the values add_correlations() was given by collect()")
+                raise ValueError(
+                    f"{col.null_count} rows carry an empty {AML_TIMESTAMP}: "
+                    "pass the values add_correlations() was given by collect()"
+                )
         elif name == "$aml_dc_boundary":
             col = pc.cast(col, pa.int64())  # 1440 or "1440"
         else:
@@ -299,7 +304,9 @@ def _as_text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if pa.types.is_null(col.type):
         return col.cast(pa.string())
     if pa.types.is_timestamp(col.type) or pa.types.is_nested(col.type):
-        return pa.array([_text(v) if not hasattr(v, "isoformat") else v.isoformat() for v in col.to_pylist()], pa.string())
+        return pa.array(
+            [_text(v) if not hasattr(v, "isoformat") else v.isoformat() for v in col.to_pylist()], pa.string()
+        )
     try:
         if pa.types.is_floating(col.type):
             col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)

@@ -29,17 +29,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mdc", description="Model data collector tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     compact = commands.add_parser(
-        "compact", help="merge closed partitions' batch objects into data.csv",
+        "compact",
+        help="merge closed partitions' batch objects into data.csv",
         description="Merge the batch objects of closed partitions (days, or hours) into one file each, "
-                    "as automatic compaction does. Safe to re-run and to interrupt.")
+        "as automatic compaction does. Safe to re-run and to interrupt.",
+    )
     compact.add_argument("url", help="storage root, e.g. abfs://modeldata, s3://bucket/prefix or a path")
-    compact.add_argument("--prefix", default="", help="only partitions under this folder of the root "
-                         "(e.g. sub/rg/ws/svc/model/1/inputs/2026)")
-    compact.add_argument("--include-open", action="store_true",
-                         help="also compact partitions whose day (or hour) has not ended yet")
-    compact.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-                         help="a storage option for the backend (repeatable); credentials also come "
-                              "from the usual environment variables")
+    compact.add_argument(
+        "--prefix",
+        default="",
+        help="only partitions under this folder of the root (e.g. sub/rg/ws/svc/model/1/inputs/2026)",
+    )
+    compact.add_argument(
+        "--include-open", action="store_true", help="also compact partitions whose day (or hour) has not ended yet"
+    )
+    compact.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a storage option for the backend (repeatable); credentials also come "
+        "from the usual environment variables",
+    )
     compact.add_argument("--json", action="store_true", help="print one JSON document for scripts")
     args = parser.parse_args(argv)
     try:

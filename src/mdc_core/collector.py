@@ -14,7 +14,6 @@ from typing import Any
 
 from mdc_core.batches import Deployment
 from mdc_core.correlation import (
-    IdRange,
     IsoClock,
     OpenCorrelation,
     current_request_id,
@@ -123,23 +122,32 @@ class ModelDataCollector:
             capabilities=capabilities,
             debug=self.debug,
         )
-        if _compaction_on(compaction) and not sink.appends and not sink.debug \
-                and Capability.MAINTAIN in capabilities and hasattr(sink.format, "compact"):
+        if (
+            _compaction_on(compaction)
+            and not sink.appends
+            and not sink.debug
+            and Capability.MAINTAIN in capabilities
+            and hasattr(sink.format, "compact")
+        ):
             sink.compactor = get_pipeline().compactor
-        deployment = Deployment(BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service,
-                                model_name, identity.version)
-        self._route = Route(f"{model_name}/{identity.version}/{self._designation}", sink, deployment,
-                            self.feature_names)
+        deployment = Deployment(
+            BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service, model_name, identity.version
+        )
+        self._route = Route(
+            f"{model_name}/{identity.version}/{self._designation}", sink, deployment, self.feature_names
+        )
         self._pipeline: Pipeline = get_pipeline()
         self._pipeline.register(self._route)
         self._constants = dict.fromkeys(AML_COLUMNS, "")
-        self._constants.update({
-            AML_COLUMNS[2]: deployment.boundary_minutes,
-            AML_COLUMNS[3]: identity.workspace,
-            AML_COLUMNS[4]: identity.service,
-            AML_COLUMNS[5]: model_name,
-            AML_COLUMNS[6]: identity.version,
-        })
+        self._constants.update(
+            {
+                AML_COLUMNS[2]: deployment.boundary_minutes,
+                AML_COLUMNS[3]: identity.workspace,
+                AML_COLUMNS[4]: identity.service,
+                AML_COLUMNS[5]: model_name,
+                AML_COLUMNS[6]: identity.version,
+            }
+        )
 
     # -- Azure ML's API ----------------------------------------------------------------------
 
@@ -158,14 +166,22 @@ class ModelDataCollector:
         if route.columns is None:
             self._fix_columns(taken.names, taken.width, taken.carried)
         elif taken.kind is not Kind.ARROW and taken.kind is not Kind.PANDAS and taken.names is not None:
-            _check_names(taken.names[:taken.width], route.columns)
+            _check_names(taken.names[: taken.width], route.columns)
         if self._closed:
             self._pipeline.drop(route, taken.rows, "closed")
             return {}
         designation = self._designation
-        pairing = take_correlation(designation, self.model_name) if designation in PAIRED and not taken.carried else None
-        stamp = self._pipeline.accept(route, taken, self._clock() // 1000, current_request_id(),
-                                      str(user_correlation_id) if user_correlation_id else "", pairing)
+        pairing = (
+            take_correlation(designation, self.model_name) if designation in PAIRED and not taken.carried else None
+        )
+        stamp = self._pipeline.accept(
+            route,
+            taken,
+            self._clock() // 1000,
+            current_request_id(),
+            str(user_correlation_id) if user_correlation_id else "",
+            pairing,
+        )
         ids = stamp.ids
         if ids is None:
             return {}
@@ -225,10 +241,12 @@ class ModelDataCollector:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"ModelDataCollector(model_name={self.model_name!r}, designation={self._designation!r}, "
-                f"workspace={self.workspace!r}, webservice_name={self.webservice_name!r}, "
-                f"model_version={self.model_version!r}, storage={redact_url(self._storage_url)!r}, "
-                f"enabled={self._on})")
+        return (
+            f"ModelDataCollector(model_name={self.model_name!r}, designation={self._designation!r}, "
+            f"workspace={self.workspace!r}, webservice_name={self.webservice_name!r}, "
+            f"model_version={self.model_version!r}, storage={redact_url(self._storage_url)!r}, "
+            f"enabled={self._on})"
+        )
 
     def _fix_columns(self, names: tuple[str, ...] | None, width: int, carried: bool) -> None:
         """The first collect() names the columns when ``feature_names`` did not."""
@@ -260,7 +278,9 @@ def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"feature names must be non-empty strings, got {name!r}")
         if name.startswith("$aml_"):
-            raise ConfigurationError(f"feature name {name!r}: names starting with '$aml_' are mdc's correlation columns")
+            raise ConfigurationError(
+                f"feature name {name!r}: names starting with '$aml_' are mdc's correlation columns"
+            )
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
         raise ConfigurationError(f"feature_names has duplicates: {', '.join(dupes)}")

@@ -72,13 +72,21 @@ class CompactionResult:
         return {"folder": self.folder, "merged": len(self.merged), "outputs": self.outputs, "skipped": self.skipped}
 
 
-def compact_partition(backend: Maintainable, fmt: Compactable, folder: str, stem: str, extension: str,
-                      *, lock_ttl: float = LOCK_TTL, clock: Any = time.time) -> CompactionResult:
+def compact_partition(
+    backend: Maintainable,
+    fmt: Compactable,
+    folder: str,
+    stem: str,
+    extension: str,
+    *,
+    lock_ttl: float = LOCK_TTL,
+    clock: Any = time.time,
+) -> CompactionResult:
     """Compact the batches of ``<folder>/<stem>-*.<extension>`` into ``<folder>/<stem>.<extension>``."""
     folder = folder.rstrip("/") + "/"
     result = CompactionResult(folder)
     pattern = batch_pattern(stem, extension)
-    names = [key[len(folder):] for key, _ in backend.list(folder)]
+    names = [key[len(folder) :] for key, _ in backend.list(folder)]
     if MANIFEST not in names and not any(pattern.match(n) for n in names):
         result.skipped = "no batches"
         return result  # the common case, checked without taking the lock
@@ -93,8 +101,9 @@ def compact_partition(backend: Maintainable, fmt: Compactable, folder: str, stem
     return result
 
 
-def _compact_locked(backend: Maintainable, fmt: Compactable, folder: str, stem: str, extension: str,
-                    result: CompactionResult) -> None:
+def _compact_locked(
+    backend: Maintainable, fmt: Compactable, folder: str, stem: str, extension: str, result: CompactionResult
+) -> None:
     pattern = batch_pattern(stem, extension)
     main = folder + f"{stem}.{extension}"
     already_in: set[str] = set()
@@ -105,10 +114,11 @@ def _compact_locked(backend: Maintainable, fmt: Compactable, folder: str, stem: 
             if digest == entry["after"]:
                 already_in.update(entry["batches"])
             elif digest != entry["before"]:
-                raise BackendError(0, f"{key} changed under an unfinished compaction; resolve by hand "
-                                      f"(manifest {folder + MANIFEST})")
-    listing = [key for key, _ in backend.list(folder) if "/" not in key[len(folder):]]
-    batches = [k for k in listing if pattern.match(k[len(folder):])]
+                raise BackendError(
+                    0, f"{key} changed under an unfinished compaction; resolve by hand (manifest {folder + MANIFEST})"
+                )
+    listing = [key for key, _ in backend.list(folder) if "/" not in key[len(folder) :]]
+    batches = [k for k in listing if pattern.match(k[len(folder) :])]
     for key in (k for k in batches if k in already_in):
         backend.delete(key)  # merged by the interrupted run
     batches = [k for k in batches if k not in already_in]
@@ -116,7 +126,11 @@ def _compact_locked(backend: Maintainable, fmt: Compactable, folder: str, stem: 
         backend.delete(folder + MANIFEST)
         result.skipped = result.skipped or "no batches"
         return
-    existing = {k for k in listing if k == main or re.match(rf"^{re.escape(stem)}-[0-9a-f]{{8}}\.{re.escape(extension)}$", k[len(folder):])}
+    existing = {
+        k
+        for k in listing
+        if k == main or re.match(rf"^{re.escape(stem)}-[0-9a-f]{{8}}\.{re.escape(extension)}$", k[len(folder) :])
+    }
     parts = {key: backend.read(key) for key in sorted(existing)}
     merged_by_header: dict[bytes, list[str]] = {}
     contents: list[bytes] = []
@@ -135,8 +149,11 @@ def _compact_locked(backend: Maintainable, fmt: Compactable, folder: str, stem: 
             main_header = encoded.header
         data = encoded.header + encoded.body
         plan[name] = data
-        outputs[name] = {"before": _digest(parts.get(name)), "after": _digest(data),
-                         "batches": merged_by_header.get(encoded.header, [])}
+        outputs[name] = {
+            "before": _digest(parts.get(name)),
+            "after": _digest(data),
+            "batches": merged_by_header.get(encoded.header, []),
+        }
     backend.put(folder + MANIFEST, json.dumps({"outputs": outputs}, indent=1).encode())
     for name, data in plan.items():
         backend.put(name, data)
@@ -171,7 +188,7 @@ def _read_json(backend: Maintainable, key: str) -> dict[str, Any] | None:
 
 def _acquire(backend: Maintainable, key: str, owner: str, ttl: float, clock: Any) -> bool:
     """Create the lock; an expired lock is removed once and creation retried."""
-    create = getattr(backend, "create")
+    create = backend.create
     for _ in range(2):
         if create(key, json.dumps({"owner": owner, "expires": clock() + ttl}).encode()):
             return True

@@ -168,8 +168,12 @@ def take_correlation(designation: str, model: str) -> OpenCorrelation | None:
         corr = scope.correlation
         return corr if corr is not None and corr.model == model else None
     corr = _open.get()
-    if (corr is None or corr.model != model or designation in corr.taken
-            or time.monotonic() - corr.opened > PAIRING_WINDOW):
+    if (
+        corr is None
+        or corr.model != model
+        or designation in corr.taken
+        or time.monotonic() - corr.opened > PAIRING_WINDOW
+    ):
         return None
     corr.taken += (designation,)
     return corr

@@ -22,9 +22,7 @@ _ALIASES = {"default": GENERAL}
 def normalize_designation(designation: str) -> str:
     """``"default"`` becomes ``"general"``; anything outside Azure ML's list is refused."""
     if not isinstance(designation, str):
-        raise ConfigurationError(
-            f"designation must be a string, one of {', '.join(DESIGNATIONS)}; got {designation!r}"
-        )
+        raise ConfigurationError(f"designation must be a string, one of {', '.join(DESIGNATIONS)}; got {designation!r}")
     name = _ALIASES.get(designation.strip().lower(), designation.strip().lower())
     if name not in DESIGNATIONS:
         raise ConfigurationError(

@@ -80,10 +80,8 @@ class Layout:
 def partition_path(layout: Layout, seconds: int, extension: str) -> str:
     """The file for a row scored at ``seconds`` since the epoch (UTC), relative to the root."""
     t = time.gmtime(seconds)
-    if layout.pad:
-        date = f"{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}"
-    else:
-        date = f"{t.tm_year}/{t.tm_mon}/{t.tm_mday}"
+    padded = f"{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}"
+    date = padded if layout.pad else f"{t.tm_year}/{t.tm_mon}/{t.tm_mday}"
     if layout.boundary == HOUR:
         date += f"/{t.tm_hour:02d}"  # the hour level is zero-padded in both styles
     return f"{layout.prefix}/{date}/{layout.file_stem}.{extension}"

@@ -106,8 +106,9 @@ class Pipeline:
                 backend = self._backends[key] = plugin.factory(url, options)
             return backend
 
-    def accept(self, route: Route, taken: Taken, ts_us: int, request_id: str, user_id: str,
-               pairing: OpenCorrelation | None) -> Stamp:
+    def accept(
+        self, route: Route, taken: Taken, ts_us: int, request_id: str, user_id: str, pairing: OpenCorrelation | None
+    ) -> Stamp:
         """Queue ``taken`` for ``route``; return the correlation data its rows got."""
         n = taken.rows
         with self.lock:
@@ -227,17 +228,26 @@ class Pipeline:
             except Exception as exc:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
 
-    def _account(self, route: Route, rows: int, key: str, error: BaseException | None,
-                 reason: str = "storage_error") -> None:
+    def _account(
+        self, route: Route, rows: int, key: str, error: BaseException | None, reason: str = "storage_error"
+    ) -> None:
         with self.lock:
             if error is None:
                 route.written += rows
                 return
             route.dropped[reason] += rows
             self._failures += 1
-        self._log.log(logging.ERROR, f"{reason}:{route.name}",
-                      "mdc could not write %d rows of %s to %s (%s: %s); they are counted as dropped (%s)",
-                      rows, route.name, key, type(error).__name__, error, reason)
+        self._log.log(
+            logging.ERROR,
+            f"{reason}:{route.name}",
+            "mdc could not write %d rows of %s to %s (%s: %s); they are counted as dropped (%s)",
+            rows,
+            route.name,
+            key,
+            type(error).__name__,
+            error,
+            reason,
+        )
 
     # -- process life ------------------------------------------------------------------------
 
@@ -277,9 +287,11 @@ def get_pipeline() -> Pipeline:
             if _pipeline is None:
                 pipeline = Pipeline(interval=_env_float("MDC_FLUSH_INTERVAL", DEFAULT_INTERVAL))
                 if hasattr(os, "register_at_fork"):
-                    os.register_at_fork(before=pipeline._before_fork,
-                                        after_in_parent=pipeline._after_fork_parent,
-                                        after_in_child=pipeline._after_fork_child)
+                    os.register_at_fork(
+                        before=pipeline._before_fork,
+                        after_in_parent=pipeline._after_fork_parent,
+                        after_in_child=pipeline._after_fork_child,
+                    )
                 atexit.register(pipeline.shutdown, _env_float("MDC_EXIT_TIMEOUT", EXIT_TIMEOUT))
                 _pipeline = pipeline
     return _pipeline

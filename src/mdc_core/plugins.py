@@ -42,8 +42,9 @@ class _Registered:
 class PluginRegistry:
     """Backends by name and URL scheme, formats by name, gathered from one plug-in manager."""
 
-    def __init__(self, manager: pluggy.PluginManager, failed: Mapping[str, str] | None = None,
-                 blocked: Iterable[str] = ()):
+    def __init__(
+        self, manager: pluggy.PluginManager, failed: Mapping[str, str] | None = None, blocked: Iterable[str] = ()
+    ):
         self.manager = manager
         failures = dict(failed or {})
         self._backends = _index(manager.hook.mdc_backends, "backend", BackendPlugin, failures)
@@ -93,8 +94,7 @@ class PluginRegistry:
                 known.append(f"plain paths ({self._schemes[''].record.name})")
             what = f"{scheme}:// URLs" if scheme else "plain paths"
             raise UnknownPluginError(
-                f"no storage backend serves {what}; known: {', '.join(known) or 'none'}"
-                + self._hints()
+                f"no storage backend serves {what}; known: {', '.join(known) or 'none'}" + self._hints()
             )
         return entry.record
 
@@ -103,8 +103,11 @@ class PluginRegistry:
         if self.blocked:
             hint += f" (blocked by {BLOCK_ENV}: {', '.join(sorted(self.blocked))})"
         if self.failed:
-            hint += " (plug-ins that failed to load: " + ", ".join(
-                f"{n}: {r}" for n, r in sorted(self.failed.items())) + ")"
+            hint += (
+                " (plug-ins that failed to load: "
+                + ", ".join(f"{n}: {r}" for n, r in sorted(self.failed.items()))
+                + ")"
+            )
         return hint
 
 
@@ -141,12 +144,10 @@ def build_registry(
             plugin = ep.load()
         except Exception as exc:  # a broken third-party package must not stop collection
             failed[ep.name] = f"{type(exc).__name__}: {exc}"
-            logger.warning("mdc plug-in %r (%s) failed to load and is skipped: %s",
-                           ep.name, ep.value, failed[ep.name])
+            logger.warning("mdc plug-in %r (%s) failed to load and is skipped: %s", ep.name, ep.value, failed[ep.name])
             continue
         if manager.is_registered(plugin):  # two entry points naming one module: its hooks run once
-            logger.debug("mdc plug-in %r (%s) is already registered as %r",
-                         ep.name, ep.value, manager.get_name(plugin))
+            logger.debug("mdc plug-in %r (%s) is already registered as %r", ep.name, ep.value, manager.get_name(plugin))
             continue
         manager.register(plugin, name=ep.name)
     for module in modules:
@@ -205,15 +206,17 @@ def _check_pending(manager: pluggy.PluginManager) -> None:
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
 
 
-def _index(hook: pluggy.HookCaller, kind: str, record_type: type[Any],
-           failed: dict[str, str]) -> dict[str, _Registered]:
+def _index(
+    hook: pluggy.HookCaller, kind: str, record_type: type[Any], failed: dict[str, str]
+) -> dict[str, _Registered]:
     # Each implementation is called on its own so every record is attributed to its plug-in,
     # and a plug-in whose hook raises is skipped without losing the others.
     index: dict[str, _Registered] = {}
     for impl in hook.get_hookimpls():  # registration order
         if impl.hookwrapper or impl.wrapper:
             raise pluggy.PluginValidationError(
-                impl.plugin, f"mdc plug-in {impl.plugin_name!r}: {hook.name} cannot be a wrapper")
+                impl.plugin, f"mdc plug-in {impl.plugin_name!r}: {hook.name} cannot be a wrapper"
+            )
         try:
             result = impl.function()
         except Exception as exc:  # like a failed import: log, skip, keep collecting
@@ -234,9 +237,9 @@ def _index(hook: pluggy.HookCaller, kind: str, record_type: type[Any],
 
 def _records(impl: Any, hook_name: str, record_type: type[Any], result: object) -> list[Any]:
     """The records a hook returned, checked so a plug-in's mistake names the plug-in."""
+
     def invalid(problem: str) -> pluggy.PluginValidationError:
-        return pluggy.PluginValidationError(
-            impl.plugin, f"mdc plug-in {impl.plugin_name!r}: {hook_name}() {problem}")
+        return pluggy.PluginValidationError(impl.plugin, f"mdc plug-in {impl.plugin_name!r}: {hook_name}() {problem}")
 
     if result is None:
         return []
@@ -256,8 +259,10 @@ def _records(impl: Any, hook_name: str, record_type: type[Any], result: object) 
                 raise invalid(f"{record.name!r}: schemes must be a tuple of URL schemes, got {schemes!r}")
             for scheme in schemes:
                 if not isinstance(scheme, str) or (scheme and not _SCHEME.match(scheme.lower())):
-                    raise invalid(f"{record.name!r}: {scheme!r} is not a URL scheme "
-                                  f"(write 's3', not 's3://'; '' serves plain paths)")
+                    raise invalid(
+                        f"{record.name!r}: {scheme!r} is not a URL scheme "
+                        f"(write 's3', not 's3://'; '' serves plain paths)"
+                    )
         if isinstance(record, FormatPlugin):
             ext = record.extension
             if not isinstance(ext, str) or not ext or ext.startswith(".") or "/" in ext:

@@ -11,8 +11,7 @@ from collections.abc import Callable
 class RateLimitedLog:
     """Logs each ``key`` at most once per ``interval`` seconds, reporting how many it held back."""
 
-    def __init__(self, logger: logging.Logger, interval: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self._logger = logger
         self._interval = interval
         self._clock = clock

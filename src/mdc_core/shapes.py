@@ -40,20 +40,20 @@ def default_names(width: int) -> tuple[str, ...]:
 
 
 class Kind(enum.IntEnum):
-    ROWS = 1      # tuple of row tuples
-    COLUMNS = 2   # tuple of column sequences
-    NUMPY = 3     # 2-D ndarray (a private copy)
-    ARROW = 4     # pyarrow.Table
-    PANDAS = 5    # pandas.DataFrame
+    ROWS = 1  # tuple of row tuples
+    COLUMNS = 2  # tuple of column sequences
+    NUMPY = 3  # 2-D ndarray (a private copy)
+    ARROW = 4  # pyarrow.Table
+    PANDAS = 5  # pandas.DataFrame
 
 
 class Taken(NamedTuple):
     kind: Kind
     payload: Any
     rows: int
-    width: int                       # feature columns, without carried $aml_ columns
-    names: tuple[str, ...] | None    # column names the data carries, $aml_ ones included
-    carried: bool                    # the last eight columns are Azure ML's $aml_ columns
+    width: int  # feature columns, without carried $aml_ columns
+    names: tuple[str, ...] | None  # column names the data carries, $aml_ ones included
+    carried: bool  # the last eight columns are Azure ML's $aml_ columns
 
 
 _SCALAR_ROW_TYPES = (list, tuple)
@@ -82,7 +82,9 @@ def _take_sequence(data: list[Any] | tuple[Any, ...], width: int | None) -> Take
         w = len(rows[0])
         for i, row in enumerate(rows):
             if len(row) != w:
-                raise RowWidthError(f"row {i} has {len(row)} values but row 0 has {w}: all rows of one call must have the same width")
+                raise RowWidthError(
+                    f"row {i} has {len(row)} values but row 0 has {w}: all rows of one call must have the same width"
+                )
         carried = _check_width(w, width)
         return Taken(Kind.ROWS, rows, len(rows), w - N_AML * carried, None, carried)
     row = tuple(data)
@@ -115,7 +117,10 @@ def _take_dict(data: dict[Any, Any], width: int | None) -> Taken:
         n = len(columns[0])
         for name, col in zip(names, columns):
             if len(col) != n:
-                raise RowWidthError(f"column {name!r} has {len(col)} values but {names[0]!r} has {n}: columns of a dict must be equally long")
+                raise RowWidthError(
+                    f"column {name!r} has {len(col)} values but {names[0]!r} has {n}: "
+                    "columns of a dict must be equally long"
+                )
         carried = _check_width(len(names), width, names)
         return Taken(Kind.COLUMNS, columns, n, len(names) - N_AML * carried, names, carried)
     carried = _check_width(len(names), width, names)
@@ -154,9 +159,13 @@ def _take_other(data: Any, width: int | None) -> Taken:
         # A Spark DataFrame is a query: run it now, as the caller asked for its rows to be kept.
         names = tuple(data.columns)
         _check_width(len(names), width, names)
-        table = data.toArrow() if hasattr(data, "toArrow") else pa.Table.from_pandas(data.toPandas(), preserve_index=False)
+        table = (
+            data.toArrow() if hasattr(data, "toArrow") else pa.Table.from_pandas(data.toPandas(), preserve_index=False)
+        )
         return _take_other(table, width)
-    raise UnsupportedInputError(f"cannot collect {type(data).__module__}.{type(data).__qualname__}; accepted: {ACCEPTED}")
+    raise UnsupportedInputError(
+        f"cannot collect {type(data).__module__}.{type(data).__qualname__}; accepted: {ACCEPTED}"
+    )
 
 
 def _take_numpy(array: Any, width: int | None) -> Taken:
@@ -178,8 +187,12 @@ def _refuse_binary(schema: pa.Schema) -> None:
     """Binary columns (images, audio, ...) are refused here, where the schema says so cheaply."""
     for field in schema:
         t = field.type
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t) \
-                or t == _BINARY_VIEW:
+        if (
+            pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t)
+            or t == _BINARY_VIEW
+        ):
             raise UnsupportedInputError(
                 f"column {field.name!r} holds bytes ({t}): mdc stores tabular rows, not binary media; "
                 f"decode or drop the column; accepted: {ACCEPTED}"
@@ -198,7 +211,9 @@ def _check_width(got: int, width: int | None, names: tuple[str, ...] | None = No
     if names is not None and names[-N_AML:] == AML_COLUMNS:
         features = got - N_AML
         if width is not None and features != width:
-            raise RowWidthError(f"data has {features} feature columns (plus the $aml_ columns) but the collector has {width}")
+            raise RowWidthError(
+                f"data has {features} feature columns (plus the $aml_ columns) but the collector has {width}"
+            )
         return True
     if width is None or got == width:
         return False

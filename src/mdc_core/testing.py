@@ -102,16 +102,23 @@ class MemoryBackend:
 
 @hookimpl
 def mdc_backends() -> list[BackendPlugin]:
-    return [BackendPlugin(name="memory", schemes=("memory",), factory=MemoryBackend,
-                          capabilities=MemoryBackend.capabilities,
-                          description="in-process dict, for unit tests of scoring code")]
+    return [
+        BackendPlugin(
+            name="memory",
+            schemes=("memory",),
+            factory=MemoryBackend,
+            capabilities=MemoryBackend.capabilities,
+            description="in-process dict, for unit tests of scoring code",
+        )
+    ]
 
 
 class BackendContract:
     """Subclass in a test module and provide the ``backend`` and ``read`` fixtures."""
 
-    capabilities: frozenset[Capability] = frozenset({Capability.APPEND, Capability.CREATE_IF_ABSENT,
-                                                     Capability.MAINTAIN})
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.APPEND, Capability.CREATE_IF_ABSENT, Capability.MAINTAIN}
+    )
     """What the backend under test declares; tests of other capabilities are skipped."""
 
     def _needs(self, capability: Capability) -> None:
@@ -144,7 +151,9 @@ class BackendContract:
         assert backend.append(key, b"a,b\n", b"3,4\n5,6\n") == key
         assert read(key) == b"a,b\n1,2\n3,4\n5,6\n"
 
-    def test_append_under_another_header_goes_elsewhere(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+    def test_append_under_another_header_goes_elsewhere(
+        self, backend: Backend, read: Callable[[str], bytes | None]
+    ) -> None:
         """Rows are never appended under a different header; the sibling keeps the extension."""
         self._needs(Capability.APPEND)
         key = "p/data.csv"
@@ -176,8 +185,9 @@ class BackendContract:
     def test_maintain_list_read_put_delete(self, backend: Any, read: Callable[[str], bytes | None]) -> None:
         """list() finds objects under a folder with their sizes; put() replaces whole; delete() removes."""
         self._needs(Capability.MAINTAIN)
-        backend.create("m/a/2026/03/05/data-1.csv", b"a\n1\n") if Capability.CREATE_IF_ABSENT in self.capabilities \
-            else backend.put("m/a/2026/03/05/data-1.csv", b"a\n1\n")
+        backend.create(
+            "m/a/2026/03/05/data-1.csv", b"a\n1\n"
+        ) if Capability.CREATE_IF_ABSENT in self.capabilities else backend.put("m/a/2026/03/05/data-1.csv", b"a\n1\n")
         backend.put("m/a/2026/03/05/data.csv", b"a\n0\n")
         backend.put("m/b/other.csv", b"zz")
         assert backend.list("m/a/") == [("m/a/2026/03/05/data-1.csv", 4), ("m/a/2026/03/05/data.csv", 4)]
@@ -202,16 +212,21 @@ class BackendContract:
         folder = "w/s/m/1/inputs/2026/03/05"
         header = b"a,$aml_dc_scoring_timestamp\n"
         batches = {
-            f"{folder}/data-{'a' * 16}-0000000001.csv": b'2,2026-03-05T10:00:00.000002\n"x\ny",2026-03-05T10:00:00.000004\n',
-            f"{folder}/data-{'b' * 16}-0000000001.csv": b'1,2026-03-05T10:00:00.000001\n"",2026-03-05T10:00:00.000003\n',
+            f"{folder}/data-{'a' * 16}-0000000001.csv": (
+                b'2,2026-03-05T10:00:00.000002\n"x\ny",2026-03-05T10:00:00.000004\n'
+            ),
+            f"{folder}/data-{'b' * 16}-0000000001.csv": (
+                b'1,2026-03-05T10:00:00.000001\n"",2026-03-05T10:00:00.000003\n'
+            ),
         }
         for key, body in batches.items():
             assert backend.create(key, header + body)
         result = compact_partition(backend, CsvFormat(), folder, "data", "csv")
         assert sorted(result.merged) == sorted(batches) and result.outputs == [f"{folder}/data.csv"]
         assert read(f"{folder}/data.csv") == header + (
-            b'1,2026-03-05T10:00:00.000001\n2,2026-03-05T10:00:00.000002\n'
-            b'"",2026-03-05T10:00:00.000003\n"x\ny",2026-03-05T10:00:00.000004\n')
+            b"1,2026-03-05T10:00:00.000001\n2,2026-03-05T10:00:00.000002\n"
+            b'"",2026-03-05T10:00:00.000003\n"x\ny",2026-03-05T10:00:00.000004\n'
+        )
         assert [k for k, _ in backend.list(folder + "/")] == [f"{folder}/data.csv"]
         again = compact_partition(backend, CsvFormat(), folder, "data", "csv")
         assert again.merged == [] and read(f"{folder}/data.csv").count(b"\n") == 6

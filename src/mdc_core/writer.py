@@ -8,6 +8,7 @@ Debug mode prints the encoded rows to standard output instead.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import os
@@ -110,12 +111,12 @@ def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException
             _print_debug(key, encoded.header + encoded.body)
             yield part.num_rows, key, None
             continue
-        backend = sink.backend
+        backend: Any = sink.backend
         if sink.appends:
-            written, error = _retrying(sink, lambda: backend.append(key, encoded.header, encoded.body))
+            written, error = _retrying(sink, functools.partial(backend.append, key, encoded.header, encoded.body))
         else:
-            key, data = BatchNames.next(key), encoded.header + encoded.body
-            written, error = _retrying(sink, lambda: _create(backend, key, data))
+            key = BatchNames.next(key)
+            written, error = _retrying(sink, functools.partial(_create, backend, key, encoded.header + encoded.body))
             if error is None and sink.compactor is not None:
                 _note_for_compaction(sink, seconds)
         yield part.num_rows, written or key, error

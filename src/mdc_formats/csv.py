@@ -28,13 +28,12 @@ class CsvFormat:
         if options:
             raise ValueError(f"the csv format takes no options yet, got {sorted(options)}")
 
-    def encode(self, table: pa.Table) -> "Encoded":
+    def encode(self, table: pa.Table) -> Encoded:
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(table.column_names)
         body = io.BytesIO()
         pacsv.write_csv(_printable(table), body, self._write_options)
         return Encoded(header.getvalue().encode("utf-8"), body.getvalue())
-
 
     def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
         """Merge whole CSV files: one output per distinct header, records in scoring-time order.
@@ -65,7 +64,7 @@ def _records(text: str) -> tuple[str | None, list[tuple[str, str]]]:
     column = fields.index(SCORING_TIMESTAMP) if SCORING_TIMESTAMP in fields else None
     records, start = [], reader.line_num
     for row in reader:
-        raw = "".join(lines[start: reader.line_num])
+        raw = "".join(lines[start : reader.line_num])
         start = reader.line_num
         if not raw.endswith("\n"):
             raw += "\n"  # a last record without its newline still ends a line in the merged file
@@ -89,5 +88,12 @@ def _printable(table: pa.Table) -> pa.Table:
 
 @hookimpl
 def mdc_formats() -> list[FormatPlugin]:
-    return [FormatPlugin(name="csv", extension="csv", factory=CsvFormat, appendable=True,
-                         description="CSV with a header row (the spec's format)")]
+    return [
+        FormatPlugin(
+            name="csv",
+            extension="csv",
+            factory=CsvFormat,
+            appendable=True,
+            description="CSV with a header row (the spec's format)",
+        )
+    ]
