@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus, unquote
@@ -107,6 +108,10 @@ class TestAzureContract(BackendContract):
     @pytest.fixture
     def read(self, service, container):
         return reader(service, container)
+
+    @pytest.fixture
+    def storage(self, azurite, container):  # noqa: F811
+        return f"abfs://{container}", {"connection_string": azurite.connection_string}
 
 
 # -- URLs, options, container ---------------------------------------------------------------
@@ -543,3 +548,31 @@ def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> 
     assert "could not write 3 rows" in line and "HTTP 403" in line
     assert re.search(r"Authori[sz]ationFailure|AuthenticationFailed", line)
     assert list(service.get_container_client(name).list_blobs()) == []
+
+
+# -- a connection dropped mid-upload ---------------------------------------------------------
+
+
+def test_connection_reset_mid_upload_leaves_nothing_and_the_retry_delivers_once(azurite, service, container) -> None:  # noqa: F811
+    """A connection reset in the middle of a batch upload publishes nothing under the final name;
+    the flusher's retry of the same batch then writes it exactly once."""
+    from faultproxy import FaultProxy
+
+    from mdc_core.writer import _create
+
+    port = urllib.parse.urlsplit(azurite.blob_endpoint).port
+    data = b"a,b\n" + b"".join(b"%d,%s\n" % (i, b"x" * 200) for i in range(4000))  # ~800 kB, one request
+    key = "sub/rg/ws/svc/m/1/inputs/2026/03/05/data-00000000000000aa-0000000001.csv"
+    with FaultProxy("127.0.0.1", port, cut_after=300_000, cuts=1) as proxy:
+        cs = azurite.connection_string.replace(f":{port}/", f":{proxy.port}/")
+        backend = AzureBlobBackend(f"abfs://{container}", {"connection_string": cs, "retries": 0, "timeout": 10})
+        service.create_container(container)
+        with pytest.raises(BackendError):
+            backend.create(key, data)
+        assert proxy.cut == 1  # the fault really happened
+        read = reader(service, container)
+        assert read(key) is None
+        assert [b.name for b in service.get_container_client(container).list_blobs()] == []
+        assert _create(backend, key, data) == key
+        assert read(key) == data
+        backend.close()

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import read_csv
 from mdc_backends.local import LocalBackend
-from mdc_core import ModelDataCollector
+from mdc_core import Capability, ModelDataCollector
 from mdc_core.testing import BackendContract, MemoryBackend, clear_memory, memory_objects
 
 
@@ -20,11 +20,29 @@ class TestLocalBackendContract(BackendContract):
         return LocalBackend(str(tmp_path))
 
     @pytest.fixture
+    def storage(self, tmp_path):
+        return str(tmp_path), {}
+
+    @pytest.fixture
     def read(self, tmp_path):
         def read(key):
             path = os.path.join(tmp_path, *key.split("/"))
             return open(path, "rb").read() if os.path.exists(path) else None
         return read
+
+
+class TestLocalObjectStoreContract(TestLocalBackendContract):
+    """The local backend with append=False behaves like an object store: create-only batches."""
+
+    capabilities = frozenset({Capability.CREATE_IF_ABSENT, Capability.MAINTAIN})
+
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return LocalBackend(str(tmp_path), {"append": False})
+
+    @pytest.fixture
+    def storage(self, tmp_path):
+        return str(tmp_path), {"append": False}
 
 
 class TestMemoryBackendContract(BackendContract):
@@ -38,6 +56,14 @@ class TestMemoryBackendContract(BackendContract):
     @pytest.fixture
     def read(self):
         return lambda key: memory_objects("contract").get(key)
+
+    @pytest.fixture
+    def storage(self):
+        return "memory://contract", {}
+
+    def test_many_writers_one_partition(self):
+        """Not applicable: a process-local fake cannot be shared by two processes."""
+        pytest.skip("memory:// lives in one process")
 
 
 def test_memory_url_works_through_the_registry(tmp_path) -> None:

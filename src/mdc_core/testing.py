@@ -49,8 +49,12 @@ class MemoryBackend:
     def __init__(self, root: str, options: Mapping[str, Any] | None = None):
         self.name = root.split("://", 1)[-1].strip("/")
         self._lock = threading.Lock()
+
+    @property
+    def _objects(self) -> dict[str, bytes]:
+        # Looked up on every use, so clear_memory() also empties backends already built.
         with _stores_lock:
-            self._objects = _stores.setdefault(self.name, {})
+            return _stores.setdefault(self.name, {})
 
     def __repr__(self) -> str:
         return f"MemoryBackend({self.name!r})"
@@ -230,3 +234,126 @@ class BackendContract:
         assert [k for k, _ in backend.list(folder + "/")] == [f"{folder}/data.csv"]
         again = compact_partition(backend, CsvFormat(), folder, "data", "csv")
         assert again.merged == [] and read(f"{folder}/data.csv").count(b"\n") == 6
+
+    # -- through a collector: needs a ``storage`` fixture, ``(url, storage_options)`` of the
+    # -- same root as ``backend`` (options must be JSON-serialisable for the multi-process test)
+
+    FOLDER = "sub/rg/ws/svc/contract/3/inputs/2026/03/05/"
+    CLOCK_NS = 1_772_704_800_000_000_000  # 2026-03-05T10:00:00Z
+
+    def _collector(self, storage: tuple[str, dict[str, Any]], designation: str = "inputs") -> Any:
+        from mdc_core import ModelDataCollector
+
+        url, options = storage
+        ticks = iter(range(self.CLOCK_NS, self.CLOCK_NS + 10**12, 1000))
+        return ModelDataCollector("contract", designation=designation, feature_names=["a", "b"], workspace="sub/rg/ws",
+                                  webservice_name="svc", model_version="3", storage=url, storage_options=options,
+                                  clock=lambda: next(ticks), compaction="off")
+
+    def _rows(self, backend: Any, read: Callable[[str], bytes | None]) -> list[dict[str, str]]:
+        """Every row under the contract partition, by the csv module, from every .csv object."""
+        import csv
+        import io
+
+        rows = []
+        for key, _ in backend.list(self.FOLDER):
+            name = key.rpartition("/")[2]
+            if name.endswith(".csv") and not name.startswith(("_", ".")):
+                rows.extend(csv.DictReader(io.StringIO(read(key).decode("utf-8"), newline="")))
+        return rows
+
+    def test_collected_rows_land_at_spec_path(self, storage: Any, backend: Any, read: Any) -> None:
+        """Rows of every input type land under the spec's folders and read back equal."""
+        self._needs(Capability.MAINTAIN)
+        import pyarrow as pa
+
+        dc = self._collector(storage)
+        dc.collect([[1, "x"], [2, 'y,"z"\nw']])
+        dc.collect((3, "tuple"))
+        dc.collect({"b": "é", "a": 4})
+        dc.collect(pa.table({"a": [5], "b": ["arrow"]}))
+        expected = {("1", "x"), ("2", 'y,"z"\nw'), ("3", "tuple"), ("4", "é"), ("5", "arrow")}
+        try:
+            import numpy as np
+
+            dc.collect(np.array([[6, 7]]))
+            expected.add(("6", "7"))
+        except ImportError:
+            pass
+        assert dc.flush(timeout=60)
+        keys = [k for k, _ in backend.list("")]
+        assert keys and all(k.startswith(self.FOLDER) for k in keys), keys
+        rows = self._rows(backend, read)
+        assert sorted((r["a"], r["b"]) for r in rows) == sorted(expected)
+        assert {r["$aml_workspace"] for r in rows} == {"sub/rg/ws"}
+
+    def test_retry_of_a_delivered_batch(self, backend: Backend, read: Callable[[str], bytes | None]) -> None:
+        """Re-sending a batch whose upload succeeded (answer lost) finds it and writes nothing twice;
+        other bytes under that name are refused."""
+        self._needs(Capability.CREATE_IF_ABSENT)
+        from mdc_core.errors import BackendError
+        from mdc_core.writer import _create
+
+        key, data = f"{self.FOLDER}data-{'c' * 16}-0000000007.csv", b"a,b\n1,2\n"
+        assert _create(backend, key, data) == key
+        assert _create(backend, key, data) == key
+        assert read(key) == data
+        try:
+            _create(backend, key, b"a,b\n9,9,9\n")
+        except BackendError:
+            pass
+        else:
+            raise AssertionError("different bytes under an existing batch name were accepted")
+        assert read(key) == data
+
+    def test_many_writers_one_partition(self, storage: Any, backend: Any, read: Any) -> None:
+        """2 processes x 8 threads collect into one partition: every row exactly once, one header per file."""
+        self._needs(Capability.MAINTAIN)
+        import json
+        import os
+        import subprocess
+        import sys
+
+        url, options = storage
+        env = {**os.environ, "MDC_FLUSH_INTERVAL": "0.05"}
+        procs = [subprocess.Popen([sys.executable, "-c", _WRITERS, str(p), url, json.dumps(dict(options))],
+                                  env=env, stderr=subprocess.PIPE, text=True) for p in range(2)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err
+        got = sorted((r["a"], r["b"]) for r in self._rows(backend, read))
+        assert got == sorted((f"{p}-{t}", str(i)) for p in range(2) for t in range(8) for i in range(40))
+
+    def test_collected_rows_compact_into_data_csv(self, storage: Any, backend: Any, read: Any) -> None:
+        """Compaction of collected batches gives one data.csv holding exactly the rows collected."""
+        self._needs(Capability.MAINTAIN)
+        self._needs(Capability.CREATE_IF_ABSENT)
+        from mdc_core.compaction import compact_partition
+        from mdc_formats.csv import CsvFormat
+
+        dc = self._collector(storage)
+        for i in range(4):
+            dc.collect([[i, f"batch {i}"], [i, "second"]])
+            assert dc.flush(timeout=60)
+        compact_partition(backend, CsvFormat(), self.FOLDER, "data", "csv")
+        assert [k for k, _ in backend.list(self.FOLDER)] == [self.FOLDER + "data.csv"]
+        rows = self._rows(backend, read)
+        assert [(r["a"], r["b"]) for r in rows] == [(str(i), t) for i in range(4) for t in (f"batch {i}", "second")]
+
+
+_WRITERS = """
+import json, sys, threading
+from mdc_core import ModelDataCollector
+proc, url, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+dc = ModelDataCollector("contract", designation="inputs", feature_names=["a", "b"], workspace="sub/rg/ws",
+                        webservice_name="svc", model_version="3", storage=url, storage_options=options,
+                        clock=lambda: 1_772_704_800_000_000_000, compaction="off")
+start = threading.Barrier(8)
+def work(t):
+    start.wait()
+    for i in range(40):
+        dc.collect([f"{proc}-{t}", i])
+threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+[t.start() for t in threads]; [t.join() for t in threads]
+assert dc.flush(timeout=120), dc.stats()
+"""
