@@ -45,20 +45,44 @@ class Deployment(NamedTuple):
 
 
 def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
-    """One table of every row in ``items``, in order, with the collector's columns."""
+    """One table of every row in ``items``, in order, with the collector's columns.
+
+    Consecutive Python rows, and consecutive numpy arrays of one dtype, are converted together:
+    thousands of small calls cost one conversion, not thousands.
+    """
     parts: list[pa.Table] = []
     run: list[tuple[Taken, Stamp]] = []
+    run_key: object = None
     for taken, stamp in items:
-        if taken.kind is Kind.ROWS:
-            run.append((taken, stamp))
-            continue
-        if run:
-            parts.append(_rows_part(columns, deployment, run))
+        key = _run_key(taken)
+        if run and key != run_key:
+            parts.append(_run_part(columns, deployment, run))
             run = []
-        parts.append(_table_part(columns, deployment, taken, stamp))
+        if key is None:
+            parts.append(_table_part(columns, deployment, taken, stamp))
+            continue
+        run.append((taken, stamp))
+        run_key = key
     if run:
-        parts.append(_rows_part(columns, deployment, run))
+        parts.append(_run_part(columns, deployment, run))
     return concat(parts)
+
+
+def _run_key(taken: Taken) -> object:
+    if taken.kind is Kind.ROWS:
+        return Kind.ROWS
+    if taken.kind is Kind.NUMPY and not taken.carried:
+        return (Kind.NUMPY, taken.payload.dtype)
+    return None
+
+
+def _run_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
+    if run[0][0].kind is Kind.ROWS:
+        return _rows_part(columns, deployment, run)
+    numpy = sys.modules["numpy"]
+    array = numpy.concatenate([taken.payload for taken, _ in run]) if len(run) > 1 else run[0][0].payload
+    features = pa.table([to_array(array[:, j], columns[j]) for j in range(len(columns))], names=list(columns))
+    return _join(features, _stamped(deployment, [(taken.rows, stamp) for taken, stamp in run]))
 
 
 def concat(parts: list[pa.Table]) -> pa.Table:
