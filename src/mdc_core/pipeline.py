@@ -26,7 +26,7 @@ from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.settings import positive_number
-from mdc_core.shapes import Taken
+from mdc_core.shapes import N_AML, Kind, Taken
 from mdc_core.writer import Sink, write
 
 logger = logging.getLogger("mdc")
@@ -34,6 +34,16 @@ logger = logging.getLogger("mdc")
 DEFAULT_INTERVAL = 5.0
 DEFAULT_BATCH_ROWS = 10_000
 EXIT_TIMEOUT = 10.0
+DEFAULT_MAX_BYTES = 256 << 20
+ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
+
+
+def estimate_bytes(taken: Taken) -> int:
+    """What the rows will hold in memory, from their shape, without looking at values."""
+    kind = taken.kind
+    if kind is Kind.NUMPY or kind is Kind.ARROW:
+        return int(taken.payload.nbytes) + 64
+    return taken.rows * (taken.width + N_AML) * 16 + 64
 
 
 class Route:
@@ -54,16 +64,23 @@ class Route:
         self.dropped = collections.Counter()
 
 
-Chunk = tuple[Route, Taken, Stamp]
+Chunk = tuple[Route, Taken, Stamp, int]
 """What one collect() queued: a plain tuple, the cheapest thing to build on the hot path."""
 
 
 class Pipeline:
     """Accepts chunks from any thread; one flusher thread writes them."""
 
-    def __init__(self, interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS):
+    def __init__(self, interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 max_bytes: int = DEFAULT_MAX_BYTES, on_full: str = "spill", block_timeout: float = 1.0):
         self.interval = interval
         self.batch_rows = batch_rows
+        self.max_bytes = max_bytes
+        """Bound on rows held in memory (queued and being written), estimated from their shape."""
+        if on_full not in ON_FULL:
+            raise ConfigurationError(f"on_full={on_full!r}: use one of {', '.join(ON_FULL)}")
+        self.on_full = on_full
+        self.block_timeout = block_timeout
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
         self._backends: dict[tuple[str, str, str], Backend] = {}
         self._compactor: AutoCompactor | None = None
@@ -74,6 +91,9 @@ class Pipeline:
         self.lock = threading.Lock()
         self._queue: collections.deque[Chunk] = collections.deque()
         self._pending_rows = 0
+        self._buffered_bytes = 0  # queued + being written: what the bound limits
+        self._inflight_bytes = 0
+        self._space = threading.Condition(self.lock)
         self._next_id = 0
         self._seq = 0
         self._done_seq = 0
@@ -111,7 +131,11 @@ class Pipeline:
     ) -> Stamp:
         """Queue ``taken`` for ``route``; return the correlation data its rows got."""
         n = taken.rows
+        size = estimate_bytes(taken)
         with self.lock:
+            full = self._buffered_bytes + size > self.max_bytes and (self._queue or self._inflight_bytes)
+            if full and not self._make_room(route, n, size):
+                return self._refused(route, n)
             self._seq += 1
             if taken.carried:
                 ids = None
@@ -127,14 +151,45 @@ class Pipeline:
                     route.unpaired += n
             stamp = Stamp(ids, ts_us, request_id)
             route.collected += n
-            self._queue.append((route, taken, stamp))
+            self._queue.append((route, taken, stamp, size))
             self._pending_rows += n
+            self._buffered_bytes += size
             pending = self._pending_rows
         if self._thread is None:
             self._start()
         if pending >= self.batch_rows:
             self._wake.set()
         return stamp
+
+    def _make_room(self, route: Route, rows: int, size: int) -> bool:
+        """Apply the full-buffer policy (called holding the lock); False: refuse the new rows."""
+        self._wake.set()  # whatever the policy, the flusher should drain now
+        policy = self.on_full
+        if policy == "drop_newest":
+            return False
+        if policy == "drop_oldest":
+            while self._queue and self._buffered_bytes + size > self.max_bytes:
+                old_route, old_taken, _, old_size = self._queue.popleft()
+                self._buffered_bytes -= old_size
+                self._pending_rows -= old_taken.rows
+                old_route.dropped["buffer_full"] += old_taken.rows
+            self._log.log(logging.WARNING, "drop:buffer_full", "mdc buffer full (%d bytes): dropped the oldest rows",
+                          self.max_bytes)
+            return True
+        if policy == "block":
+            def fits() -> bool:
+                return self._buffered_bytes + size <= self.max_bytes or not (self._queue or self._inflight_bytes)
+            return self._space.wait_for(fits, self.block_timeout)
+        return True  # spill: the flusher seals and moves batches out of memory as fast as it can
+
+    def _refused(self, route: Route, rows: int) -> Stamp:
+        """Count rows the full buffer refused (called holding the lock)."""
+        route.collected += rows
+        route.dropped["buffer_full"] += rows
+        self._log.log(logging.WARNING, "drop:buffer_full",
+                      "mdc buffer full (%d bytes, policy %s): dropped %d rows of %s",
+                      self.max_bytes, self.on_full, rows, route.name)
+        return Stamp(None, 0, "")
 
     def drop(self, route: Route, rows: int, reason: str) -> None:
         """Count rows refused before they were queued (e.g. collected after close())."""
@@ -167,6 +222,7 @@ class Pipeline:
                 "dropped": dropped,
                 "pending": route.collected - route.written - sum(dropped.values()),
                 "unpaired": route.unpaired,
+                "buffered_bytes": self._buffered_bytes,
             }
 
     # -- the flusher's side ------------------------------------------------------------------
@@ -192,18 +248,23 @@ class Pipeline:
             chunks = list(self._queue)
             self._queue.clear()
             self._pending_rows = 0
+            self._inflight_bytes = self._buffered_bytes
             upto = self._seq
         try:
             if chunks:
                 self._write(chunks)
         finally:
+            with self.lock:
+                self._buffered_bytes -= self._inflight_bytes
+                self._inflight_bytes = 0
+                self._space.notify_all()
             with self._done:
                 self._done_seq = max(self._done_seq, upto)
                 self._done.notify_all()
 
     def _write(self, chunks: Iterable[Chunk]) -> None:
         by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
-        for route, taken, stamp in chunks:
+        for route, taken, stamp, _ in chunks:
             by_route.setdefault(route, []).append((taken, stamp))
         for route, items in by_route.items():
             for table in self._tables(route, items):
@@ -285,7 +346,12 @@ def get_pipeline() -> Pipeline:
     if _pipeline is None:
         with _pipeline_lock:
             if _pipeline is None:
-                pipeline = Pipeline(interval=_env_float("MDC_FLUSH_INTERVAL", DEFAULT_INTERVAL))
+                pipeline = Pipeline(
+                    interval=_env_float("MDC_FLUSH_INTERVAL", DEFAULT_INTERVAL),
+                    max_bytes=int(_env_float("MDC_MAX_BUFFER_BYTES", DEFAULT_MAX_BYTES)),
+                    on_full=os.environ.get("MDC_ON_FULL", "spill"),
+                    block_timeout=_env_float("MDC_BLOCK_TIMEOUT", 1.0),
+                )
                 if hasattr(os, "register_at_fork"):
                     os.register_at_fork(
                         before=pipeline._before_fork,
