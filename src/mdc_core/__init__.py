@@ -20,6 +20,7 @@ from mdc_core.hookspecs import hookimpl
 from mdc_core.paths import Layout, partition_path, validate_segment
 from mdc_core.records import Backend, BackendPlugin, Capability, Encoded, Format, FormatPlugin
 from mdc_core.shapes import AML_COLUMNS
+from mdc_core.shutdown import install_sigterm_flush
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "UnknownPluginError",
     "UnsupportedInputError",
     "hookimpl",
+    "install_sigterm_flush",
     "partition_path",
     "request_context",
     "validate_segment",

@@ -213,6 +213,15 @@ class Pipeline:
             done = self._done.wait_for(lambda: self._done_seq >= target, timeout)
         return done and self._failures == failures
 
+    def flush_for_signal(self, timeout: float) -> bool:
+        """``flush`` for a signal handler: takes no lock the interrupted code may hold."""
+        target = self._seq
+        if self._done_seq >= target or self._thread is None:
+            return self._done_seq >= target
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._done_seq >= target, timeout)
+
     def stats(self, route: Route) -> dict[str, Any]:
         with self.lock:
             dropped = dict(route.dropped)
