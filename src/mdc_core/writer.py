@@ -12,6 +12,7 @@ import functools
 import itertools
 import logging
 import os
+import random
 import secrets
 import sys
 import time
@@ -28,6 +29,19 @@ from mdc_core.paths import HOUR, Layout, partition_path
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
+
+MAX_BACKOFF = 30.0
+TERMINAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOENT, errno.ENOTSUP, errno.EEXIST})
+"""Backend errors that retrying cannot fix: refused credentials, missing container or bucket,
+a request the server calls invalid, a name taken by other bytes."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed: storage trouble yes, refusals and our own bugs no."""
+    if isinstance(exc, OSError):
+        return exc.errno not in TERMINAL_ERRNOS
+    return not isinstance(exc, (ValueError, TypeError, AttributeError, KeyError))
+
 
 _PERIOD_US = {"day": 86_400_000_000, HOUR: 3_600_000_000}
 
@@ -146,14 +160,18 @@ def _create(backend: Backend, key: str, data: bytes) -> str:
 
 
 def _retrying(sink: Sink, attempt: Callable[[], str]) -> tuple[str, BaseException | None]:
+    """Try, and retry what may succeed later (timeouts, connection errors, throttling, 5xx) with
+    capped exponential backoff and jitter; stop at once on what will not (refused credentials,
+    a missing container, a bad request), so the batch is counted, kept or logged without delay."""
     error: BaseException | None = None
     for n in range(sink.retries):
         try:
             return attempt(), None
-        except Exception as exc:  # every backend error is retried, then counted by the caller
+        except Exception as exc:  # classified below; the caller counts what is left over
             error = exc
-            if n + 1 < sink.retries:
-                time.sleep(sink.backoff * (2**n))
+            if not is_retryable(exc) or n + 1 >= sink.retries:
+                break
+            time.sleep(min(sink.backoff * (2**n), MAX_BACKOFF) * random.uniform(0.5, 1.5))
     return "", error
 
 
