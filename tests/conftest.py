@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest_servers import azurite, seaweedfs  # noqa: F401  (session fixtures: one server per run)
 from mdc_core.plugins import reset_registry
 
 _ENV_PREFIXES = ("MDC_", "AML_MODEL_DC_")

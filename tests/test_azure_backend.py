@@ -28,7 +28,6 @@ from urllib.parse import quote, quote_plus, unquote
 
 import pytest
 
-from conftest_servers import azurite  # noqa: F401
 from mdc_core import BackendError, Capability, ConfigurationError, ModelDataCollector
 from mdc_core.plugins import get_registry
 from mdc_core.testing import BackendContract

@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--option needs KEY=VALUE, got {text!r}")
+        raise ValueError("--option needs KEY=VALUE (the value is not shown: it may be a secret)")
     return key, json.loads(value) if value[:1] in "[{" or value in ("true", "false") else value
 
 
