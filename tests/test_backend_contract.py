@@ -77,3 +77,23 @@ def test_memory_url_works_through_the_registry(tmp_path) -> None:
     path = tmp_path / "copy.csv"
     path.write_bytes(data)
     assert [r["a"] for r in read_csv(path)] == ["1", "2"]
+
+
+class TestThirdPartyMemdirContract(BackendContract):
+    """The example third-party plug-in (tests/plugin_pkg) passes the kit for what it declares."""
+
+    capabilities = frozenset({Capability.CREATE_IF_ABSENT})
+
+    @pytest.fixture
+    def backend(self, tmp_path, monkeypatch):
+        monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "plugin_pkg", "src"))
+        from mdc_example_plugin.memdir import MemdirBackend
+
+        return MemdirBackend(f"memdir://{tmp_path}", {})
+
+    @pytest.fixture
+    def read(self, tmp_path):
+        def read(key):
+            path = os.path.join(tmp_path, *key.split("/"))
+            return open(path, "rb").read() if os.path.exists(path) else None
+        return read
