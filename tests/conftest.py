@@ -18,11 +18,13 @@ _ENV_NAMES = ("SERVICE_NAME",)
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every test starts without mdc's or Azure ML's variables, and with a fresh registry."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test starts without mdc's or Azure ML's variables, with a fresh registry, and with
+    spools in a folder of the test run (never the user's ~/.cache)."""
     for name in list(os.environ):
         if name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES:
             monkeypatch.delenv(name)
+    monkeypatch.setenv("MDC_SPOOL_DIR", str(tmp_path_factory.getbasetemp() / "spool"))
     reset_registry()
     yield
     reset_registry()

@@ -530,8 +530,8 @@ def test_no_secret_in_logs_errors_reprs_or_stats(azurite, service, capsys, caplo
 
 
 def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> None:  # noqa: F811
-    """A wrong key: collect() returns normally, flush() is False, rows count as storage_error, the
-    log says 403, and nothing was written."""
+    """A wrong key: collect() returns normally, flush() is False, the rows are kept in the local
+    spool for replay (nothing dropped), the log says 403, and nothing was written."""
     name = f"bad-{uuid.uuid4().hex[:8]}"
     service.create_container(name)
     dc = ModelDataCollector(f"model-{name}", designation="inputs", feature_names=["x", "y"],
@@ -542,7 +542,7 @@ def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> 
     assert len(correlation["$aml_dc_correlation_id"]) == 3
     assert dc.flush(timeout=30) is False
     stats = dc.stats()
-    assert stats["dropped"] == {"storage_error": 3} and stats["written"] == 0 and stats["pending"] == 0
+    assert stats["spooled"] == 3 and stats["dropped"] == {} and stats["written"] == 0 and stats["pending"] == 0
     [line] = [r.getMessage() for r in caplog.records if r.name == "mdc" and f"model-{name}" in r.getMessage()]
     assert "could not write 3 rows" in line and "HTTP 403" in line
     assert re.search(r"Authori[sz]ationFailure|AuthenticationFailed", line)

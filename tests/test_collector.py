@@ -217,7 +217,8 @@ def test_stats_count_rows(tmp_path) -> None:
     before = dc.stats()
     assert before["collected"] == 3 and before["written"] + before["pending"] == 3
     assert dc.flush(timeout=30)
-    assert dc.stats() == {"collected": 3, "written": 3, "dropped": {}, "pending": 0, "unpaired": 0, "buffered_bytes": 0}
+    assert dc.stats() == {"collected": 3, "written": 3, "dropped": {}, "pending": 0, "spooled": 0, "unpaired": 0,
+                          "buffered_bytes": 0}
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")

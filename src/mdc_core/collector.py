@@ -122,6 +122,9 @@ class ModelDataCollector:
             capabilities=capabilities,
             debug=self.debug,
         )
+        if backend is not None and not sink.appends and _spool_on() and Capability.CREATE_IF_ABSENT in capabilities:
+            sink.storage_label = redact_url(storage_cfg.url)
+            sink.spool = get_pipeline().spool_for(backend_plugin, sink.storage_label, backend)
         if (
             _compaction_on(compaction)
             and not sink.appends
@@ -133,6 +136,7 @@ class ModelDataCollector:
         deployment = Deployment(
             BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service, model_name, identity.version
         )
+        sink.route_name = f"{model_name}/{identity.version}/{self._designation}"
         self._route = Route(
             f"{model_name}/{identity.version}/{self._designation}", sink, deployment, self.feature_names
         )
@@ -287,6 +291,15 @@ def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
     if not names:
         raise ConfigurationError("feature_names is empty: give at least one name, or None")
     return names
+
+
+def _spool_on() -> bool:
+    value = os.environ.get("MDC_SPOOL", "on")
+    if value not in ("on", "off"):
+        raise ConfigurationError(
+            f"MDC_SPOOL={value!r}: use 'on' (keep each batch on local disk until uploaded) or 'off'"
+        )
+    return value == "on"
 
 
 def _compaction_on(argument: str | None) -> bool:

@@ -11,8 +11,10 @@ Misuse raises at once, where the mistake is made; storage trouble never reaches 
     │   └── PluginConflictError           two plug-ins claim the same name or URL scheme
     ├── UnsupportedInputError(TypeError)  ``collect()`` got a type it cannot store
     ├── RowWidthError(ValueError)         a row with more or fewer values than the collector's columns
-    └── BackendError(OSError)             a backend could not write; raised by backends, caught,
-                                          counted and logged by the flusher, never by ``collect()``
+    ├── BackendError(OSError)             a backend could not write; raised by backends, caught,
+    │                                     counted and logged by the flusher, never by ``collect()``
+    └── SpoolFull(OSError)                the local spool is at its byte cap or its disk is full
+                                          (mdc_core.spool); the batch is uploaded without a copy
 
 Backends map their library's exceptions to ``BackendError`` at their boundary with
 ``raise BackendError(...) from exc`` and never put a credential in the message.

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import atexit
 import collections
+import hashlib
 import json
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,7 +29,7 @@ from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.settings import positive_number
 from mdc_core.shapes import N_AML, Kind, Taken
-from mdc_core.writer import Sink, write
+from mdc_core.writer import Sink, _create, write
 
 logger = logging.getLogger("mdc")
 
@@ -35,6 +37,8 @@ DEFAULT_INTERVAL = 5.0
 DEFAULT_BATCH_ROWS = 10_000
 EXIT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 256 << 20
+DEFAULT_SPOOL_BYTES = 1 << 30
+CLAIM_EVERY = 60.0
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 
 
@@ -57,10 +61,11 @@ class Route:
         self.collected = 0
         self.written = 0
         self.unpaired = 0
+        self.spooled = 0  # failed to upload, safe in the local spool, to be replayed
         self.dropped: collections.Counter[str] = collections.Counter()
 
     def reset_counters(self) -> None:
-        self.collected = self.written = self.unpaired = 0
+        self.collected = self.written = self.unpaired = self.spooled = 0
         self.dropped = collections.Counter()
 
 
@@ -83,6 +88,11 @@ class Pipeline:
         self.block_timeout = block_timeout
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
         self._backends: dict[tuple[str, str, str], Backend] = {}
+        self._spools: dict[str, tuple[Any, Backend]] = {}
+        self._claimed_at = 0.0
+        self.spool_lost_rows = 0
+        """Rows in spool files found torn or corrupt (counted, and logged, when found)."""
+        self.orphan_rows_replayed = 0
         self._compactor: AutoCompactor | None = None
         self._log = RateLimitedLog(logger)
         self._init_state()
@@ -112,6 +122,22 @@ class Pipeline:
             if self._compactor is None:
                 self._compactor = AutoCompactor(grace=_env_float("MDC_COMPACTION_GRACE", DEFAULT_GRACE))
             return self._compactor
+
+    def spool_for(self, plugin: BackendPlugin, label: str, backend: Backend) -> Any:
+        """The spool of one storage root, in ``MDC_SPOOL_DIR`` (default ``~/.cache/mdc/spool``),
+        made on first use; it adopts what dead processes left there for the same root."""
+        from mdc_core.spool import Spool
+
+        with self._start_lock:
+            found = self._spools.get(label)
+            if found is None:
+                root = os.environ.get("MDC_SPOOL_DIR") or os.path.join(
+                    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mdc", "spool")
+                name = hashlib.sha256(f"{plugin.name}\n{label}".encode()).hexdigest()[:16]
+                spool = Spool(os.path.join(root, name),
+                              max_bytes=int(_env_float("MDC_SPOOL_MAX_BYTES", DEFAULT_SPOOL_BYTES)))
+                found = self._spools[label] = (spool, backend)
+            return found[0]
 
     def register(self, route: Route) -> None:
         self._routes.add(route)
@@ -229,7 +255,8 @@ class Pipeline:
                 "collected": route.collected,
                 "written": route.written,
                 "dropped": dropped,
-                "pending": route.collected - route.written - sum(dropped.values()),
+                "pending": route.collected - route.written - sum(dropped.values()) - route.spooled,
+                "spooled": route.spooled,
                 "unpaired": route.unpaired,
                 "buffered_bytes": self._buffered_bytes,
             }
@@ -253,6 +280,8 @@ class Pipeline:
                 logger.exception("mdc flusher cycle failed")
 
     def _cycle(self) -> None:
+        if self._spools:
+            self._replay()
         with self.lock:
             chunks = list(self._queue)
             self._queue.clear()
@@ -279,9 +308,9 @@ class Pipeline:
             for table in self._tables(route, items):
                 done = 0
                 try:
-                    for rows, key, error in write(route.sink, table):
+                    for rows, key, error, kept in write(route.sink, table):
                         done += rows
-                        self._account(route, rows, key, error)
+                        self._account(route, rows, key, error, kept=kept)
                 except Exception as exc:  # nothing may stay pending forever: count the rest
                     self._account(route, table.num_rows - done, route.name, exc, reason="unconvertible")
 
@@ -299,14 +328,23 @@ class Pipeline:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
 
     def _account(
-        self, route: Route, rows: int, key: str, error: BaseException | None, reason: str = "storage_error"
+        self, route: Route, rows: int, key: str, error: BaseException | None, reason: str = "storage_error",
+        kept: bool = False,
     ) -> None:
         with self.lock:
             if error is None:
                 route.written += rows
                 return
-            route.dropped[reason] += rows
             self._failures += 1
+            if kept:
+                route.spooled += rows
+            else:
+                route.dropped[reason] += rows
+        if kept:
+            self._log.log(logging.WARNING, f"spooled:{route.name}",
+                          "mdc could not write %d rows of %s to %s (%s: %s); they are kept in the spool and "
+                          "will be replayed", rows, route.name, key, type(error).__name__, error)
+            return
         self._log.log(
             logging.ERROR,
             f"{reason}:{route.name}",
@@ -319,6 +357,59 @@ class Pipeline:
             reason,
         )
 
+    def _replay(self) -> None:
+        """Upload what the spools hold, oldest first; stop at a spool's first failure."""
+        from mdc_core.spool import Damaged
+
+        now = time.monotonic()
+        claim = now - self._claimed_at > CLAIM_EVERY
+        if claim:
+            self._claimed_at = now
+        for spool, backend in list(self._spools.values()):
+            if claim:
+                list(spool.claim_orphans())  # adopted entries are listed by entries() below
+            if not spool.bytes():
+                continue
+            for entry in spool.entries():
+                if isinstance(entry, Damaged):
+                    self._lost_in_spool(spool, entry)
+                    continue
+                try:
+                    for record in entry.records:
+                        _create(backend, record.key, record.data)
+                except Exception as exc:  # still down: try again next cycle
+                    self._log.log(logging.WARNING, f"replay:{spool.directory}",
+                                  "mdc spool replay paused: %s: %s", type(exc).__name__, exc)
+                    break
+                spool.remove(entry)
+                self._credit(entry.records)
+
+    def _credit(self, records: Iterable[Any]) -> None:
+        """Replayed rows count as written for the collector that spooled them (in this process)."""
+        routes = {route.name: route for route in list(self._routes)}
+        with self.lock:
+            for record in records:
+                route = routes.get(record.route)
+                if route is not None and route.spooled >= record.rows:
+                    route.spooled -= record.rows
+                    route.written += record.rows
+                else:
+                    self.orphan_rows_replayed += record.rows
+
+    def _lost_in_spool(self, spool: Any, damaged: Any) -> None:
+        with self.lock:
+            self.spool_lost_rows += damaged.lost_rows or 0
+        logger.error("mdc spool file %s is damaged (%s): %d bytes (%s rows) lost; %d complete batches recovered",
+                     damaged.path, damaged.reason, damaged.lost_bytes, damaged.lost_rows, len(damaged.recovered))
+        backend = next(b for s, b in self._spools.values() if s is spool)
+        for record in damaged.recovered:
+            try:
+                _create(backend, record.key, record.data)
+            except Exception:  # keep the file for a later replay of what it still holds
+                return
+        self._credit(damaged.recovered)
+        spool.remove(damaged)
+
     # -- process life ------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = EXIT_TIMEOUT) -> bool:
@@ -326,6 +417,8 @@ class Pipeline:
         with self.lock:
             empty = not self._queue
         done = True if empty else self.flush(timeout)
+        for spool, _ in list(self._spools.values()):
+            spool.close()  # what is left is adopted and replayed by the next process
         for backend in list(self._backends.values()):
             try:
                 backend.close()

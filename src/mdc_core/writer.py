@@ -60,6 +60,10 @@ class Sink:
     backoff: float = 0.2
     compactor: Any = None
     """An ``AutoCompactor`` told about every batch object, or None (appending, or compaction off)."""
+    spool: Any = None
+    """A ``Spool`` holding each batch object until its upload is confirmed, or None."""
+    storage_label: str = ""
+    route_name: str = ""
     _noted_previous: bool = False
 
     @property
@@ -111,29 +115,51 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=BatchNames.renew)
 
 
-def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException | None]]:
-    """Write ``table``; yield ``(rows, key, error)`` per partition (``error`` None on success)."""
+def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException | None, bool]]:
+    """Write ``table``; yield ``(rows, key, error, kept)`` per partition: ``error`` is None on
+    success; ``kept`` says a failed batch is safe in the spool and will be replayed."""
     extension = sink.format_plugin.extension
     for seconds, part in partitions(table, sink.layout.boundary):
         key = partition_path(sink.layout, seconds, extension)
         try:
             encoded = sink.format.encode(part)
         except Exception as exc:  # a format bug or unencodable value: count it, keep going
-            yield part.num_rows, key, exc
+            yield part.num_rows, key, exc, False
             continue
         if sink.debug:
             _print_debug(key, encoded.header + encoded.body)
-            yield part.num_rows, key, None
+            yield part.num_rows, key, None, False
             continue
         backend: Any = sink.backend
         if sink.appends:
             written, error = _retrying(sink, functools.partial(backend.append, key, encoded.header, encoded.body))
         else:
-            key = BatchNames.next(key)
-            written, error = _retrying(sink, functools.partial(_create, backend, key, encoded.header + encoded.body))
-            if error is None and sink.compactor is not None:
-                _note_for_compaction(sink, seconds)
-        yield part.num_rows, written or key, error
+            key, data = BatchNames.next(key), encoded.header + encoded.body
+            entry = _spool(sink, key, data, part.num_rows)
+            written, error = _retrying(sink, functools.partial(_create, backend, key, data))
+            if error is None:
+                if entry is not None:
+                    sink.spool.remove(entry)
+                if sink.compactor is not None:
+                    _note_for_compaction(sink, seconds)
+            elif entry is not None:
+                yield part.num_rows, key, error, True  # kept in the spool, replayed later
+                continue
+        yield part.num_rows, written or key, error, False
+
+
+def _spool(sink: Sink, key: str, data: bytes, rows: int) -> Any:
+    """Make the batch durable on local disk before its upload starts; None if there is no spool
+    or it is full (then the upload is the batch's only chance, and a failure is a drop)."""
+    if sink.spool is None:
+        return None
+    from mdc_core.spool import SpoolFull, SpoolRecord
+
+    try:
+        return sink.spool.put([SpoolRecord(sink.storage_label, key, data, rows, sink.route_name)])
+    except SpoolFull as exc:
+        logger.warning("mdc spool full (%s): uploading %s without a local copy", exc, key)
+        return None
 
 
 def _note_for_compaction(sink: Sink, start: int) -> None:
