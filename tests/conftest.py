@@ -74,6 +74,13 @@ def data_files(root: str | os.PathLike[str], pattern: str = "**/*.csv") -> list[
     return sorted(glob.glob(os.path.join(os.fspath(root), pattern), recursive=True))
 
 
-def spec_dir(root: str | os.PathLike[str], designation: str, date: str, model: str = "best_model",
-             workspace: str = "default/default/default", service: str = "default", version: str = "default") -> str:
+def spec_dir(
+    root: str | os.PathLike[str],
+    designation: str,
+    date: str,
+    model: str = "best_model",
+    workspace: str = "default/default/default",
+    service: str = "default",
+    version: str = "default",
+) -> str:
     return os.path.join(os.fspath(root), *workspace.split("/"), service, model, version, designation, *date.split("/"))

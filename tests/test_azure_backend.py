@@ -80,9 +80,13 @@ def reader(service, container: str):
 
 def sas_for(azurite, container: str, **permissions: bool) -> str:  # noqa: F811
     perms = permissions or {"read": True, "write": True, "create": True, "list": True, "delete": True}
-    return blob.generate_container_sas(azurite.account_name, container, account_key=azurite.account_key,
-                                       permission=blob.ContainerSasPermissions(**perms),
-                                       expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    return blob.generate_container_sas(
+        azurite.account_name,
+        container,
+        account_key=azurite.account_key,
+        permission=blob.ContainerSasPermissions(**perms),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
 
 
 def wrong_key() -> str:
@@ -135,21 +139,28 @@ def test_url_forms() -> None:
     assert parse_url("abfs://c01@acct.dfs.core.chinacloudapi.cn").endpoint == "https://acct.blob.core.chinacloudapi.cn"
 
 
-@pytest.mark.parametrize("url, options, words", [
-    ("abfs://Bad_Name", {}, "not an Azure container name"),
-    ("abfs://ok-name/../x", {}, "'.' or '..'"),
-    ("abfs://ok-name?sv=1&sig=SECRETSIG", {}, "no query string"),
-    ("abfs://ok-name", {"connection_string": "x", "sas_token": "SECRETSIG"}, "only one of"),
-    ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "timeout": 0}, "timeout"),
-    ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "retries": 1.5}, "retries"),
-    ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "retry_backoff": "nan"}, "retry_backoff"),
-    ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "create_container": "maybe"}, "create_container"),
-    ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "anon": True}, "unknown storage_options"),
-    ("abfs://ok-name", {"connection_string": "not a SECRETSIG connection string"}, "malformed"),
-    ("abfs://ok-name", {"account_url": "https://acct.blob.core.windows.net/?sig=SECRETSIG"}, "query string"),
-    ("abfs://ok-name", {"account_key": "SECRETSIG"}, "needs the account name"),
-    ("abfs://ok-name", {}, "no Azure storage account"),
-])
+@pytest.mark.parametrize(
+    "url, options, words",
+    [
+        ("abfs://Bad_Name", {}, "not an Azure container name"),
+        ("abfs://ok-name/../x", {}, "'.' or '..'"),
+        ("abfs://ok-name?sv=1&sig=SECRETSIG", {}, "no query string"),
+        ("abfs://ok-name", {"connection_string": "x", "sas_token": "SECRETSIG"}, "only one of"),
+        ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "timeout": 0}, "timeout"),
+        ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "retries": 1.5}, "retries"),
+        ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "retry_backoff": "nan"}, "retry_backoff"),
+        (
+            "abfs://ok-name",
+            {"account_name": "acct", "account_key": "k", "create_container": "maybe"},
+            "create_container",
+        ),
+        ("abfs://ok-name", {"account_name": "acct", "account_key": "k", "anon": True}, "unknown storage_options"),
+        ("abfs://ok-name", {"connection_string": "not a SECRETSIG connection string"}, "malformed"),
+        ("abfs://ok-name", {"account_url": "https://acct.blob.core.windows.net/?sig=SECRETSIG"}, "query string"),
+        ("abfs://ok-name", {"account_key": "SECRETSIG"}, "needs the account name"),
+        ("abfs://ok-name", {}, "no Azure storage account"),
+    ],
+)
 def test_bad_urls_and_options_refused_without_echoing_secrets(url, options, words) -> None:
     """Mistakes are refused where the backend is built, with a message that names no secret."""
     with pytest.raises(ConfigurationError, match=re.escape(words)) as info:
@@ -182,8 +193,9 @@ def test_container_created_on_first_write(azurite, service, container) -> None: 
 
 def test_missing_container_without_create_container_is_a_clear_error(azurite, service, container) -> None:  # noqa: F811
     """create_container=False turns a missing container into a BackendError naming it; nothing is created."""
-    backend = AzureBlobBackend(f"abfs://{container}", {"connection_string": azurite.connection_string,
-                                                       "create_container": False})
+    backend = AzureBlobBackend(
+        f"abfs://{container}", {"connection_string": azurite.connection_string, "create_container": False}
+    )
     with pytest.raises(BackendError) as info:
         backend.create("k.csv", b"1")
     assert info.value.errno == errno.ENOENT
@@ -256,10 +268,16 @@ def test_retries_option_sets_the_number_of_attempts(azurite) -> None:  # noqa: F
     """retries=2 means three connections per request, then a BackendError; no minute-long back-off."""
     server = Listener(hang=False)
     try:
-        backend = AzureBlobBackend("abfs://retries", {
-            "account_name": azurite.account_name, "account_key": azurite.account_key,
-            "account_url": f"http://127.0.0.1:{server.port}/{azurite.account_name}", "retries": 2,
-            "retry_backoff": 0})
+        backend = AzureBlobBackend(
+            "abfs://retries",
+            {
+                "account_name": azurite.account_name,
+                "account_key": azurite.account_key,
+                "account_url": f"http://127.0.0.1:{server.port}/{azurite.account_name}",
+                "retries": 2,
+                "retry_backoff": 0,
+            },
+        )
         started = time.monotonic()
         with pytest.raises(BackendError) as info:
             backend.create("k.csv", b"1")
@@ -274,10 +292,16 @@ def test_timeout_option_bounds_a_silent_server(azurite) -> None:  # noqa: F811
     """A server that accepts and never answers costs `timeout` seconds per try, then an ETIMEDOUT."""
     server = Listener(hang=True)
     try:
-        backend = AzureBlobBackend("abfs://silent", {
-            "account_name": azurite.account_name, "account_key": azurite.account_key,
-            "account_url": f"http://127.0.0.1:{server.port}/{azurite.account_name}", "retries": 0,
-            "timeout": 0.5})
+        backend = AzureBlobBackend(
+            "abfs://silent",
+            {
+                "account_name": azurite.account_name,
+                "account_key": azurite.account_key,
+                "account_url": f"http://127.0.0.1:{server.port}/{azurite.account_name}",
+                "retries": 0,
+                "timeout": 0.5,
+            },
+        )
         started = time.monotonic()
         with pytest.raises(BackendError) as info:
             backend.create("k.csv", b"1")
@@ -299,8 +323,9 @@ def roundtrip(backend: AzureBlobBackend, read) -> None:
 
 def test_connection_string_option(azurite, service, container, monkeypatch) -> None:  # noqa: F811
     """storage_options connection_string is used, and beats a wrong key in the environment."""
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       azurite.connection_string.replace(azurite.account_key, wrong_key()))
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string.replace(azurite.account_key, wrong_key())
+    )
     backend = AzureBlobBackend(f"abfs://{container}", {"connection_string": azurite.connection_string})
     assert backend.credential_source == "storage_options connection_string"
     roundtrip(backend, reader(service, container))
@@ -317,17 +342,24 @@ def test_connection_string_from_environment(azurite, service, container, monkeyp
 
 def test_account_name_and_key(azurite, service, container) -> None:  # noqa: F811
     """account_name + account_key, with account_url pointing at Azurite."""
-    backend = AzureBlobBackend(f"abfs://{container}", {"account_name": azurite.account_name,
-                                                       "account_key": azurite.account_key,
-                                                       "account_url": azurite.blob_endpoint})
+    backend = AzureBlobBackend(
+        f"abfs://{container}",
+        {
+            "account_name": azurite.account_name,
+            "account_key": azurite.account_key,
+            "account_url": azurite.blob_endpoint,
+        },
+    )
     assert backend.credential_source == "storage_options account_key"
     roundtrip(backend, reader(service, container))
 
 
 def test_adlfs_url_names_the_account(azurite, service, container) -> None:  # noqa: F811
     """abfs://<container>@<account>.dfs.core.windows.net/<prefix> takes the account from the URL."""
-    backend = AzureBlobBackend(f"abfs://{container}@{azurite.account_name}.dfs.core.windows.net/p",
-                               {"account_key": azurite.account_key, "blob_endpoint": azurite.blob_endpoint})
+    backend = AzureBlobBackend(
+        f"abfs://{container}@{azurite.account_name}.dfs.core.windows.net/p",
+        {"account_key": azurite.account_key, "blob_endpoint": azurite.blob_endpoint},
+    )
     assert backend.account == azurite.account_name
     assert backend.create("k.csv", b"1") and reader(service, container)("p/k.csv") == b"1"
 
@@ -345,8 +377,10 @@ def test_sas_token_option_and_environment(azurite, service, container, monkeypat
     """A container SAS token works as an option and from AZURE_STORAGE_SAS_TOKEN."""
     service.create_container(container)
     token = sas_for(azurite, container)
-    backend = AzureBlobBackend(f"abfs://{container}", {"account_name": azurite.account_name, "sas_token": "?" + token,
-                                                       "account_url": azurite.blob_endpoint})
+    backend = AzureBlobBackend(
+        f"abfs://{container}",
+        {"account_name": azurite.account_name, "sas_token": "?" + token, "account_url": azurite.blob_endpoint},
+    )
     assert backend.credential_source == "storage_options sas_token"
     roundtrip(backend, reader(service, container))
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", token)
@@ -357,9 +391,13 @@ def test_sas_token_option_and_environment(azurite, service, container, monkeypat
 
 def test_credential_object(azurite, service, container) -> None:  # noqa: F811
     """Any azure-core credential object is accepted as storage_options credential."""
-    backend = AzureBlobBackend(f"abfs://{container}", {
-        "credential": AzureNamedKeyCredential(azurite.account_name, azurite.account_key),
-        "account_url": azurite.blob_endpoint})
+    backend = AzureBlobBackend(
+        f"abfs://{container}",
+        {
+            "credential": AzureNamedKeyCredential(azurite.account_name, azurite.account_key),
+            "account_url": azurite.blob_endpoint,
+        },
+    )
     roundtrip(backend, reader(service, container))
 
 
@@ -376,8 +414,14 @@ def test_aml_model_dc_storage_writes_to_modeldata(azurite, service, monkeypatch)
     """AML_MODEL_DC_STORAGE alone sends rows to the container modeldata, at the spec's path."""
     monkeypatch.setenv("AML_MODEL_DC_STORAGE", azurite.connection_string)
     svc = f"svc-{uuid.uuid4().hex[:8]}"
-    dc = ModelDataCollector("best_model", designation="inputs", feature_names=["a", "b"],
-                            workspace="sub1/rg1/ws1", webservice_name=svc, model_version="3")
+    dc = ModelDataCollector(
+        "best_model",
+        designation="inputs",
+        feature_names=["a", "b"],
+        workspace="sub1/rg1/ws1",
+        webservice_name=svc,
+        model_version="3",
+    )
     dc.collect([[1, 2], [3, 4]])
     assert dc.flush(timeout=30)
     prefix = f"sub1/rg1/ws1/{svc}/best_model/3/inputs/"
@@ -396,9 +440,13 @@ def run_seed(azurite, tmp_path) -> str:  # noqa: F811
     """Run the seed's script with root abfs://modeldata (credentials from the environment); return
     the model's folder in the container."""
     svc = f"aks-{uuid.uuid4().hex[:8]}"
-    env = {"MDC_STORAGE_URL": "abfs://modeldata", "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-           "MDC_WORKSPACE": "1a2b3c4d/myresourcegrp/myWorkspace", "MDC_SERVICE_NAME": svc,
-           "MDC_MODEL_VERSION": "10"}
+    env = {
+        "MDC_STORAGE_URL": "abfs://modeldata",
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+        "MDC_WORKSPACE": "1a2b3c4d/myresourcegrp/myWorkspace",
+        "MDC_SERVICE_NAME": svc,
+        "MDC_MODEL_VERSION": "10",
+    }
     result = run_script(tmp_path, SEED_SCRIPT, env)
     assert result.returncode == 0, result.stderr
     assert "could not write" not in result.stderr
@@ -426,7 +474,7 @@ def test_seed_script_against_azurite(azurite, service, tmp_path) -> None:  # noq
     client = service.get_container_client("modeldata")
     rows: dict[str, list[dict[str, str]]] = {"inputs": [], "predictions": []}
     for item in client.list_blobs(name_starts_with=prefix):
-        designation, year, month, day, name = item.name[len(prefix):].split("/")
+        designation, year, month, day, name = item.name[len(prefix) :].split("/")
         assert BATCH_NAME.match(name), item.name
         batch = csv_rows(client.download_blob(item.name).readall())
         assert {r["$aml_dc_scoring_timestamp"][:10] for r in batch} == {f"{year}-{month}-{day}"}
@@ -439,14 +487,31 @@ def test_seed_script_then_mdc_compact_leaves_one_data_csv(azurite, service, tmp_
     data.csv with every row: the backend's list/read/put/delete serve compaction."""
     prefix = run_seed(azurite, tmp_path)
     env = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
-    done = subprocess.run([sys.executable, "-c", "from mdc_core.cli import main; raise SystemExit(main())",
-                           "compact", "abfs://modeldata", "--prefix", prefix, "--include-open",
-                           "-o", "timeout=10", "-o", "retries=1"],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from mdc_core.cli import main; raise SystemExit(main())",
+            "compact",
+            "abfs://modeldata",
+            "--prefix",
+            prefix,
+            "--include-open",
+            "-o",
+            "timeout=10",
+            "-o",
+            "retries=1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert azurite.account_key not in done.stdout + done.stderr
     client = service.get_container_client("modeldata")
-    names = [item.name[len(prefix):] for item in client.list_blobs(name_starts_with=prefix)]
+    names = [item.name[len(prefix) :] for item in client.list_blobs(name_starts_with=prefix)]
     assert len(names) == 2 and all(re.fullmatch(r"(inputs|predictions)/\d{4}/\d{2}/\d{2}/data\.csv", n) for n in names)
     check_seed_rows({n.split("/")[0]: csv_rows(client.download_blob(prefix + n).readall()) for n in names})
 
@@ -488,25 +553,44 @@ def test_no_secret_in_logs_errors_reprs_or_stats(azurite, service, capsys, caplo
     refused = f"http://127.0.0.1:{free_ports(1)[0]}/{azurite.account_name}"  # nothing listens there
     runs = {  # name: (url, options, written?)
         "key-ok": (f"abfs://key-{run}", {"connection_string": azurite.connection_string}, True),
-        "sas-ok": (f"abfs://{sas_container}", {"account_name": azurite.account_name, "sas_token": token,
-                                               "account_url": endpoint}, True),
-        "key-403": (f"abfs://key-{run}", {"account_name": azurite.account_name, "account_key": bad_key,
-                                          "account_url": endpoint}, False),
-        "sas-refused": (f"abfs://{sas_container}", {"account_name": azurite.account_name, "sas_token": token,
-                                                    "account_url": refused, "retries": 1, "retry_backoff": 0}, False),
+        "sas-ok": (
+            f"abfs://{sas_container}",
+            {"account_name": azurite.account_name, "sas_token": token, "account_url": endpoint},
+            True,
+        ),
+        "key-403": (
+            f"abfs://key-{run}",
+            {"account_name": azurite.account_name, "account_key": bad_key, "account_url": endpoint},
+            False,
+        ),
+        "sas-refused": (
+            f"abfs://{sas_container}",
+            {
+                "account_name": azurite.account_name,
+                "sas_token": token,
+                "account_url": refused,
+                "retries": 1,
+                "retry_backoff": 0,
+            },
+            False,
+        ),
     }
     texts: list[str] = []
     for label, (url, options, ok) in runs.items():
-        dc = ModelDataCollector(f"model-{label}-{run}", designation="inputs", feature_names=["x"],
-                                storage=url, storage_options=options)
+        dc = ModelDataCollector(
+            f"model-{label}-{run}", designation="inputs", feature_names=["x"], storage=url, storage_options=options
+        )
         dc.collect([[1], [2]])
         assert dc.flush(timeout=30) is ok, label
         texts += [repr(dc), str(dc.stats())]
         dc.close()
         backend = AzureBlobBackend(url, options)
         texts.append(repr(backend))
-        for method, args in (("create", (f"direct/{uuid.uuid4().hex}.csv", b"1")), ("list", ("",)),
-                             ("read", ("direct/x.csv",))):
+        for method, args in (
+            ("create", (f"direct/{uuid.uuid4().hex}.csv", b"1")),
+            ("list", ("",)),
+            ("read", ("direct/x.csv",)),
+        ):
             try:
                 getattr(backend, method)(*args)
             except BackendError as exc:
@@ -534,10 +618,17 @@ def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> 
     spool for replay (nothing dropped), the log says 403, and nothing was written."""
     name = f"bad-{uuid.uuid4().hex[:8]}"
     service.create_container(name)
-    dc = ModelDataCollector(f"model-{name}", designation="inputs", feature_names=["x", "y"],
-                            storage=f"abfs://{name}",
-                            storage_options={"account_name": azurite.account_name, "account_key": wrong_key(),
-                                             "account_url": azurite.blob_endpoint})
+    dc = ModelDataCollector(
+        f"model-{name}",
+        designation="inputs",
+        feature_names=["x", "y"],
+        storage=f"abfs://{name}",
+        storage_options={
+            "account_name": azurite.account_name,
+            "account_key": wrong_key(),
+            "account_url": azurite.blob_endpoint,
+        },
+    )
     correlation = dc.collect([[1, 2], [3, 4], [5, 6]])
     assert len(correlation["$aml_dc_correlation_id"]) == 3
     assert dc.flush(timeout=30) is False
@@ -556,7 +647,6 @@ def test_connection_reset_mid_upload_leaves_nothing_and_the_retry_delivers_once(
     """A connection reset in the middle of a batch upload publishes nothing under the final name;
     the flusher's retry of the same batch then writes it exactly once."""
     from faultproxy import FaultProxy
-
     from mdc_core.writer import _create
 
     port = urllib.parse.urlsplit(azurite.blob_endpoint).port

@@ -28,6 +28,7 @@ class TestLocalBackendContract(BackendContract):
         def read(key):
             path = os.path.join(tmp_path, *key.split("/"))
             return open(path, "rb").read() if os.path.exists(path) else None
+
         return read
 
 
@@ -96,4 +97,5 @@ class TestThirdPartyMemdirContract(BackendContract):
         def read(key):
             path = os.path.join(tmp_path, *key.split("/"))
             return open(path, "rb").read() if os.path.exists(path) else None
+
         return read

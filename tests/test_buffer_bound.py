@@ -123,3 +123,18 @@ def test_bad_policy_is_refused(monkeypatch) -> None:
 
     with pytest.raises(ConfigurationError, match="on_full"):
         Pipeline(on_full="panic")
+
+
+def test_spill_never_waits_and_stops_at_twice_the_bound(bounded) -> None:
+    """spill (the default): collect() never blocks; memory stays under twice the bound, the rest is counted."""
+    dc, backend, pipeline, root = bounded
+    pipeline.on_full = "spill"
+    stall(dc, backend)
+    for i in range(100):
+        dc.collect([i])
+        assert pipeline._buffered_bytes <= 2 * pipeline.max_bytes
+    dropped = dc.stats()["dropped"]["buffer_full"]
+    assert dropped > 0
+    backend.gate.set()
+    assert dc.flush(timeout=30)
+    assert len(written(root)) + dropped == 101

@@ -47,8 +47,15 @@ SEED_SCRIPT = textwrap.dedent("""
 def run_script(tmp_path, script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MDC_", "AML_MODEL_DC_"))}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=full_env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_seed_script_runs_unchanged_and_rows_land_in_spec_path(tmp_path) -> None:
@@ -217,8 +224,15 @@ def test_stats_count_rows(tmp_path) -> None:
     before = dc.stats()
     assert before["collected"] == 3 and before["written"] + before["pending"] == 3
     assert dc.flush(timeout=30)
-    assert dc.stats() == {"collected": 3, "written": 3, "dropped": {}, "pending": 0, "spooled": 0, "unpaired": 0,
-                          "buffered_bytes": 0}
+    assert dc.stats() == {
+        "collected": 3,
+        "written": 3,
+        "dropped": {},
+        "pending": 0,
+        "spooled": 0,
+        "unpaired": 0,
+        "buffered_bytes": 0,
+    }
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")

@@ -23,8 +23,15 @@ DAY = "2026/03/05"
 
 def object_store_collector(root, clock, **kw) -> ModelDataCollector:
     """A collector on local disk that behaves like an object store: one file per batch."""
-    return ModelDataCollector("best_model", designation="inputs", feature_names=["x", "text"], storage=root,
-                              storage_options={"append": False}, clock=clock, **kw)
+    return ModelDataCollector(
+        "best_model",
+        designation="inputs",
+        feature_names=["x", "text"],
+        storage=root,
+        storage_options={"append": False},
+        clock=clock,
+        **kw,
+    )
 
 
 def folder_names(root, date=DAY) -> list[str]:
@@ -68,8 +75,7 @@ def test_automatic_compaction_of_a_closed_day(tmp_path) -> None:
 
 def test_open_day_is_left_alone(tmp_path) -> None:
     """Today's partition is not compacted automatically (readers use *.csv for the current day)."""
-    dc = ModelDataCollector("best_model", designation="inputs", storage=tmp_path,
-                            storage_options={"append": False})
+    dc = ModelDataCollector("best_model", designation="inputs", storage=tmp_path, storage_options={"append": False})
     get_pipeline().compactor.grace = 0.0
     dc.collect([1])
     assert dc.flush(timeout=30)
@@ -83,15 +89,18 @@ def test_cli_compacts_closed_days_and_reports_json(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("MDC_COMPACTION", "off")
     closed = object_store_collector(tmp_path, SteppingClock(utc(2026, 3, 5, 10)))
     collected = collect_batches(closed, 3, 2)
-    today = ModelDataCollector("best_model", designation="predictions", storage=tmp_path,
-                               storage_options={"append": False})
+    today = ModelDataCollector(
+        "best_model", designation="predictions", storage=tmp_path, storage_options={"append": False}
+    )
     today.collect([1])
     assert today.flush(timeout=30)
     assert mdc_main(["compact", str(tmp_path), "--json", "--option", "append=false"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [p["merged"] for p in report["partitions"]] == [3]
     assert folder_names(tmp_path) == ["data.csv"]
-    assert [(r["x"], r["text"]) for r in read_csv(os.path.join(spec_dir(tmp_path, "inputs", DAY), "data.csv"))] == collected
+    assert [
+        (r["x"], r["text"]) for r in read_csv(os.path.join(spec_dir(tmp_path, "inputs", DAY), "data.csv"))
+    ] == collected
     assert mdc_main(["compact", str(tmp_path), "--include-open"]) == 0
     assert "1 batches merged" in capsys.readouterr().out
 
@@ -107,8 +116,12 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys) -> None:
 
 def test_console_script_is_installed(tmp_path) -> None:
     """The `mdc` console entry point exists and answers --help."""
-    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mdc"), "compact", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "mdc"), "compact", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--include-open" in out
 
 
@@ -189,7 +202,9 @@ def test_other_header_goes_to_a_sibling(tmp_path) -> None:
     """Batches with other columns are compacted into data-<hash>.csv, never under data.csv's header."""
     folder, lines = make_batches(tmp_path, 2)
     backend = LocalBackend(str(tmp_path), {"append": False})
-    backend.create(f"{folder}/data-{'e' * 16}-0000000001.csv", b"w,z,$aml_dc_scoring_timestamp\n1,2,2026-03-05T10:00:00\n")
+    backend.create(
+        f"{folder}/data-{'e' * 16}-0000000001.csv", b"w,z,$aml_dc_scoring_timestamp\n1,2,2026-03-05T10:00:00\n"
+    )
     result = compact_partition(backend, CsvFormat(), folder, "data", "csv")
     assert len(result.outputs) == 2
     names = sorted(os.listdir(tmp_path / folder))
@@ -205,8 +220,9 @@ def test_racing_compactors_merge_exactly_once(tmp_path) -> None:
 
     def run() -> None:
         start.wait()
-        results.append(compact_partition(LocalBackend(str(tmp_path), {"append": False}), CsvFormat(),
-                                         folder, "data", "csv"))
+        results.append(
+            compact_partition(LocalBackend(str(tmp_path), {"append": False}), CsvFormat(), folder, "data", "csv")
+        )
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for t in threads:

@@ -115,7 +115,12 @@ def test_request_context_sets_request_id_and_scopes_pairing(tmp_path) -> None:
         s = signals.collect([42])
     assert scope.request_id == "req-1"
     assert corr["$aml_request_id"] == a["$aml_request_id"] == s["$aml_request_id"] == "req-1"
-    assert a["$aml_dc_correlation_id"] == b["$aml_dc_correlation_id"] == s["$aml_dc_correlation_id"] == corr["$aml_dc_correlation_id"]
+    assert (
+        a["$aml_dc_correlation_id"]
+        == b["$aml_dc_correlation_id"]
+        == s["$aml_dc_correlation_id"]
+        == corr["$aml_dc_correlation_id"]
+    )
     with request_context() as scope2:
         c = preds.collect([0.3])  # a new request without inputs pairs with nothing
     assert c["$aml_dc_correlation_id"] != corr["$aml_dc_correlation_id"]

@@ -23,7 +23,8 @@ SPEC_MARKER = f"{hookspecs.PROJECT}_spec"  # the attribute pluggy's HookspecMark
 def hook_names(module: types.ModuleType) -> list[str]:
     """Functions named ``mdc_*`` that carry the hookspec marker."""
     return sorted(
-        name for name, obj in vars(module).items()
+        name
+        for name, obj in vars(module).items()
         if name.startswith("mdc_") and callable(obj) and getattr(obj, SPEC_MARKER, None) is not None
     )
 
@@ -38,10 +39,10 @@ def files_mentioning(hook: str, tests_dir: Path) -> list[Path]:
     """Test files other than this meta-test whose text names ``hook``."""
     pattern = re.compile(rf"\b{re.escape(hook)}\b")
     return [
-        path for path in sorted(tests_dir.rglob("test_*.py"))
+        path
+        for path in sorted(tests_dir.rglob("test_*.py"))
         if path.name != Path(__file__).name and pattern.search(path.read_text(encoding="utf-8"))
     ]
-
 
 
 HOOKS = hook_names(hookspecs)

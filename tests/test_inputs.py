@@ -39,9 +39,18 @@ DEPLOYMENT = ["1440", "default/default/default", "default", MODEL, "default"]
 """``$aml_dc_boundary`` .. ``$aml_model_version`` of a collector left at its defaults."""
 
 _ENVIRONMENT = (
-    "MDC_STORAGE_URL", "AML_MODEL_DC_STORAGE", "MDC_WORKSPACE", "MDC_SERVICE_NAME", "SERVICE_NAME",
-    "MDC_MODEL_VERSION", "MDC_BOUNDARY", "AML_MODEL_DC_BOUNDARY", "MDC_ENABLED",
-    "AML_MODEL_DC_STORAGE_ENABLED", "MDC_DEBUG", "AML_MODEL_DC_DEBUG",
+    "MDC_STORAGE_URL",
+    "AML_MODEL_DC_STORAGE",
+    "MDC_WORKSPACE",
+    "MDC_SERVICE_NAME",
+    "SERVICE_NAME",
+    "MDC_MODEL_VERSION",
+    "MDC_BOUNDARY",
+    "AML_MODEL_DC_BOUNDARY",
+    "MDC_ENABLED",
+    "AML_MODEL_DC_STORAGE_ENABLED",
+    "MDC_DEBUG",
+    "AML_MODEL_DC_DEBUG",
 )
 
 
@@ -67,15 +76,16 @@ def clock_at(ns: int) -> Callable[[], int]:
     return lambda: ns
 
 
-def collector(root: Path, designation: str = "inputs", feature_names: Sequence[str] | None = None,
-              now_ns: int = NOW_NS) -> ModelDataCollector:
-    return ModelDataCollector(MODEL, designation, feature_names=feature_names, storage=root,
-                              clock=clock_at(now_ns))
+def collector(
+    root: Path, designation: str = "inputs", feature_names: Sequence[str] | None = None, now_ns: int = NOW_NS
+) -> ModelDataCollector:
+    return ModelDataCollector(MODEL, designation, feature_names=feature_names, storage=root, clock=clock_at(now_ns))
 
 
 def partition_file(root: Path, designation: str, day: str = TODAY) -> Path:
-    return root.joinpath("default", "default", "default", "default", MODEL, "default",
-                         designation, *day.split("/"), "data.csv")
+    return root.joinpath(
+        "default", "default", "default", "default", MODEL, "default", designation, *day.split("/"), "data.csv"
+    )
 
 
 def read_back(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -153,39 +163,66 @@ def _polars(columns: dict[str, list[Any]]) -> Any:
 
 
 ACCEPTED = {
-    "list-one-row": Case(lambda: [3, 2.5, "a b", True, None], default_names(5),
-                         [(3, 2.5, "a b", True, None)]),
-    "list-of-rows": Case(lambda: [[1, 0.1, "x"], [2, -1e-300, 'y,"z"'], [3, None, ""]], default_names(3),
-                         [(1, 0.1, "x"), (2, -1e-300, 'y,"z"'), (3, None, "")]),
+    "list-one-row": Case(lambda: [3, 2.5, "a b", True, None], default_names(5), [(3, 2.5, "a b", True, None)]),
+    "list-of-rows": Case(
+        lambda: [[1, 0.1, "x"], [2, -1e-300, 'y,"z"'], [3, None, ""]],
+        default_names(3),
+        [(1, 0.1, "x"), (2, -1e-300, 'y,"z"'), (3, None, "")],
+    ),
     "list-of-tuples": Case(lambda: [(1, "a"), (2, "b\nc")], default_names(2), [(1, "a"), (2, "b\nc")]),
     "tuple-one-row": Case(lambda: (1, 2.5, "a"), default_names(3), [(1, 2.5, "a")]),
-    "list-of-numpy-rows": Case(lambda: [np.array([1.5, 2.5]), np.array([3.5, 4.5])], default_names(2),
-                               [(1.5, 2.5), (3.5, 4.5)]),
-    "dict-one-row": Case(lambda: {"age": 42, "height": 1.75, "name": "Ann"}, ("age", "height", "name"),
-                         [(42, 1.75, "Ann")]),
-    "dict-of-columns": Case(lambda: {"age": [42, 7], "height": [1.75, float("nan")], "name": ["Ann", None]},
-                            ("age", "height", "name"), [(42, 1.75, "Ann"), (7, None, None)]),
-    "dict-of-numpy-columns": Case(lambda: {"a": np.array([1, 2]), "b": np.array([0.5, 0.25])}, ("a", "b"),
-                                  [(1, 0.5), (2, 0.25)]),
+    "list-of-numpy-rows": Case(
+        lambda: [np.array([1.5, 2.5]), np.array([3.5, 4.5])], default_names(2), [(1.5, 2.5), (3.5, 4.5)]
+    ),
+    "dict-one-row": Case(
+        lambda: {"age": 42, "height": 1.75, "name": "Ann"}, ("age", "height", "name"), [(42, 1.75, "Ann")]
+    ),
+    "dict-of-columns": Case(
+        lambda: {"age": [42, 7], "height": [1.75, float("nan")], "name": ["Ann", None]},
+        ("age", "height", "name"),
+        [(42, 1.75, "Ann"), (7, None, None)],
+    ),
+    "dict-of-numpy-columns": Case(
+        lambda: {"a": np.array([1, 2]), "b": np.array([0.5, 0.25])}, ("a", "b"), [(1, 0.5), (2, 0.25)]
+    ),
     "numpy-1d": Case(lambda: np.array([1.5, -2.0, 3e10]), default_names(3), [(1.5, -2.0, 3e10)]),
-    "numpy-2d-int": Case(lambda: np.arange(6, dtype=np.int64).reshape(3, 2), default_names(2),
-                         [(0, 1), (2, 3), (4, 5)]),
-    "numpy-2d-str": Case(lambda: np.array([["a", "b"], ["c,d", 'e"f']]), default_names(2),
-                         [("a", "b"), ("c,d", 'e"f')]),
+    "numpy-2d-int": Case(
+        lambda: np.arange(6, dtype=np.int64).reshape(3, 2), default_names(2), [(0, 1), (2, 3), (4, 5)]
+    ),
+    "numpy-2d-str": Case(
+        lambda: np.array([["a", "b"], ["c,d", 'e"f']]), default_names(2), [("a", "b"), ("c,d", 'e"f')]
+    ),
     "numpy-2d-bool": Case(lambda: np.array([[True, False]]), default_names(2), [(True, False)]),
-    "numpy-2d-special-floats": Case(lambda: np.array([[np.nan, np.inf], [-np.inf, 5e-324]]), default_names(2),
-                                    [(None, math.inf), (-math.inf, 5e-324)]),
+    "numpy-2d-special-floats": Case(
+        lambda: np.array([[np.nan, np.inf], [-np.inf, 5e-324]]),
+        default_names(2),
+        [(None, math.inf), (-math.inf, 5e-324)],
+    ),
     "pandas-dataframe": Case(
-        lambda: pd.DataFrame({"i": [1, 2], "f": [0.5, np.nan], "s": ["x", None], "b": [True, False],
-                              "n": pd.array([None, 3], dtype="Int64")}),
-        ("i", "f", "s", "b", "n"), [(1, 0.5, "x", True, None), (2, None, None, False, 3)]),
+        lambda: pd.DataFrame(
+            {
+                "i": [1, 2],
+                "f": [0.5, np.nan],
+                "s": ["x", None],
+                "b": [True, False],
+                "n": pd.array([None, 3], dtype="Int64"),
+            }
+        ),
+        ("i", "f", "s", "b", "n"),
+        [(1, 0.5, "x", True, None), (2, None, None, False, 3)],
+    ),
     "pandas-series": Case(lambda: pd.Series({"a": 1.5, "b": 2.5}), ("a", "b"), [(1.5, 2.5)]),
-    "pyarrow-table": Case(lambda: pa.table({"i": [1, None], "s": ["x", "y\r\nz"]}), ("i", "s"),
-                          [(1, "x"), (None, "y\r\nz")]),
-    "pyarrow-recordbatch": Case(lambda: pa.record_batch({"f": [1e308, -0.0], "s": ["é", "😀"]}), ("f", "s"),
-                                [(1e308, "é"), (-0.0, "😀")]),
-    "polars-dataframe": Case(lambda: _polars({"i": [1, 2], "s": ["x", None], "f": [0.5, None]}),
-                             ("i", "s", "f"), [(1, "x", 0.5), (2, None, None)]),
+    "pyarrow-table": Case(
+        lambda: pa.table({"i": [1, None], "s": ["x", "y\r\nz"]}), ("i", "s"), [(1, "x"), (None, "y\r\nz")]
+    ),
+    "pyarrow-recordbatch": Case(
+        lambda: pa.record_batch({"f": [1e308, -0.0], "s": ["é", "😀"]}), ("f", "s"), [(1e308, "é"), (-0.0, "😀")]
+    ),
+    "polars-dataframe": Case(
+        lambda: _polars({"i": [1, 2], "s": ["x", None], "f": [0.5, None]}),
+        ("i", "s", "f"),
+        [(1, "x", 0.5), (2, None, None)],
+    ),
 }
 
 
@@ -209,7 +246,7 @@ def test_accepted_input_is_written_as_collected(tmp_path: Path, case: Case):
     width = len(case.names)
     assert [row[width] for row in rows] == ids
     for row in rows:
-        assert row[width + 1:] == [NOW_ISO, *DEPLOYMENT, NO_REQUEST_ID]
+        assert row[width + 1 :] == [NOW_ISO, *DEPLOYMENT, NO_REQUEST_ID]
 
 
 def test_calls_of_several_types_append_to_one_file(tmp_path: Path):
@@ -230,11 +267,14 @@ def test_calls_of_several_types_append_to_one_file(tmp_path: Path):
 # -- names -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: pd.DataFrame({"x": [1, 2], "y": ["p", "q"]}), id="pandas"),
-    pytest.param(lambda: pa.table({"x": [1, 2], "y": ["p", "q"]}), id="pyarrow"),
-    pytest.param(lambda: _polars({"x": [1, 2], "y": ["p", "q"]}), id="polars"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: pd.DataFrame({"x": [1, 2], "y": ["p", "q"]}), id="pandas"),
+        pytest.param(lambda: pa.table({"x": [1, 2], "y": ["p", "q"]}), id="pyarrow"),
+        pytest.param(lambda: _polars({"x": [1, 2], "y": ["p", "q"]}), id="polars"),
+    ],
+)
 def test_feature_names_win_over_column_names(tmp_path: Path, make: Callable[[], Any]):
     """``feature_names`` renames a frame's differently named columns by position."""
     c = collector(tmp_path, feature_names=["a", "b"])
@@ -245,14 +285,17 @@ def test_feature_names_win_over_column_names(tmp_path: Path, make: Callable[[], 
     assert_rows(rows, [(1, "p"), (2, "q")])
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: {"c": 3, "a": 1, "b": "two"}, id="dict-row"),
-    pytest.param(lambda: {"c": [3], "a": [1], "b": ["two"]}, id="dict-columns"),
-    pytest.param(lambda: pd.Series({"c": 3, "a": 1, "b": "two"}), id="pandas-series"),
-    pytest.param(lambda: pd.DataFrame({"c": [3], "a": [1], "b": ["two"]}), id="pandas"),
-    pytest.param(lambda: pa.table({"c": [3], "a": [1], "b": ["two"]}), id="pyarrow"),
-    pytest.param(lambda: _polars({"c": [3], "a": [1], "b": ["two"]}), id="polars"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: {"c": 3, "a": 1, "b": "two"}, id="dict-row"),
+        pytest.param(lambda: {"c": [3], "a": [1], "b": ["two"]}, id="dict-columns"),
+        pytest.param(lambda: pd.Series({"c": 3, "a": 1, "b": "two"}), id="pandas-series"),
+        pytest.param(lambda: pd.DataFrame({"c": [3], "a": [1], "b": ["two"]}), id="pandas"),
+        pytest.param(lambda: pa.table({"c": [3], "a": [1], "b": ["two"]}), id="pyarrow"),
+        pytest.param(lambda: _polars({"c": [3], "a": [1], "b": ["two"]}), id="polars"),
+    ],
+)
 def test_named_data_in_another_order_is_reordered_by_name(tmp_path: Path, make: Callable[[], Any]):
     """Data whose names are the collector's feature names in another order is reordered by name."""
     c = collector(tmp_path, feature_names=["a", "b", "c"])
@@ -275,11 +318,14 @@ def test_names_fixed_by_the_first_dict_reorder_later_dicts(tmp_path: Path):
     assert_rows(rows, [(1, 2), (3, 4), (5, 6), (7, 8)])
 
 
-@pytest.mark.parametrize("data", [
-    pytest.param([10, 20, 30], id="list"),
-    pytest.param([[10, 20, 30]], id="list-of-rows"),
-    pytest.param(np.array([[10, 20, 30]]), id="numpy"),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param([10, 20, 30], id="list"),
+        pytest.param([[10, 20, 30]], id="list-of-rows"),
+        pytest.param(np.array([[10, 20, 30]]), id="numpy"),
+    ],
+)
 def test_unnamed_data_gets_the_documented_default_names(tmp_path: Path, data: Any):
     """Unnamed data without ``feature_names`` gets the columns ``feature_0``, ``feature_1``, ..."""
     c = collector(tmp_path)
@@ -372,11 +418,14 @@ def test_width_is_fixed_by_the_first_collect(tmp_path: Path):
     assert c.stats()["collected"] == 1
 
 
-@pytest.mark.parametrize("data", [
-    pytest.param([[1, 2], [3]], id="shorter"),
-    pytest.param([[1, 2], [3, 4, 5]], id="longer"),
-    pytest.param([(1, 2), [3, 4], np.array([5])], id="numpy-row"),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param([[1, 2], [3]], id="shorter"),
+        pytest.param([[1, 2], [3, 4, 5]], id="longer"),
+        pytest.param([(1, 2), [3, 4], np.array([5])], id="numpy-row"),
+    ],
+)
 def test_ragged_rows_raise_value_error(tmp_path: Path, data: Any):
     """Rows of one call with different widths raise ``ValueError`` and queue nothing."""
     c = collector(tmp_path)
@@ -387,12 +436,15 @@ def test_ragged_rows_raise_value_error(tmp_path: Path, data: Any):
     assert c.stats()["collected"] == 0
 
 
-@pytest.mark.parametrize("data", [
-    pytest.param({"a": [1, 2], "b": [1]}, id="shorter"),
-    pytest.param({"a": [1], "b": np.array([1, 2])}, id="numpy-longer"),
-    pytest.param({"a": [1, 2], "b": "xy"}, id="string-among-columns"),
-    pytest.param({"a": [1, 2], "b": 3}, id="scalar-among-columns"),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"a": [1, 2], "b": [1]}, id="shorter"),
+        pytest.param({"a": [1], "b": np.array([1, 2])}, id="numpy-longer"),
+        pytest.param({"a": [1, 2], "b": "xy"}, id="string-among-columns"),
+        pytest.param({"a": [1, 2], "b": 3}, id="scalar-among-columns"),
+    ],
+)
 def test_unequal_dict_columns_raise_value_error(tmp_path: Path, data: Any):
     """A dict of columns whose values are not equally long lists raises ``ValueError``
     (a string is never split into characters)."""
@@ -404,13 +456,16 @@ def test_unequal_dict_columns_raise_value_error(tmp_path: Path, data: Any):
     assert c.stats()["collected"] == 0
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: [[]], id="empty-row"),
-    pytest.param(lambda: [()], id="empty-tuple-row"),
-    pytest.param(lambda: {}, id="empty-dict"),
-    pytest.param(lambda: np.empty((1, 0)), id="numpy-no-columns"),
-    pytest.param(lambda: pd.DataFrame(index=[0, 1]), id="pandas-no-columns"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: [[]], id="empty-row"),
+        pytest.param(lambda: [()], id="empty-tuple-row"),
+        pytest.param(lambda: {}, id="empty-dict"),
+        pytest.param(lambda: np.empty((1, 0)), id="numpy-no-columns"),
+        pytest.param(lambda: pd.DataFrame(index=[0, 1]), id="pandas-no-columns"),
+    ],
+)
 def test_data_without_columns_raises_value_error(tmp_path: Path, make: Callable[[], Any]):
     """A row with no values raises ``RowWidthError`` instead of fixing an empty header."""
     c = collector(tmp_path)
@@ -519,8 +574,15 @@ def test_carried_values_are_written_as_given(tmp_path: Path):
     c.collect(c.add_correlations(pd.DataFrame({"p": [3, 4]}), given))
     assert c.flush(timeout=30) is True
     _, rows = read_back(partition_file(tmp_path, "predictions", "2024/02/29"))
-    tail = ["2024-02-29T23:59:59.999999", "1440", "Sub-1/RG/Ws", "svc-A", "Other", "7",
-            "ABCDEF01-2345-6789-abcd-ef0123456789"]
+    tail = [
+        "2024-02-29T23:59:59.999999",
+        "1440",
+        "Sub-1/RG/Ws",
+        "svc-A",
+        "Other",
+        "7",
+        "ABCDEF01-2345-6789-abcd-ef0123456789",
+    ]
     ids = ["Caller-Id-1", "caller-id-2"] * 2
     assert rows == [[str(p), cid, *tail] for p, cid in zip([1, 2, 3, 4], ids, strict=True)]
     assert_all_written(c, 4)
@@ -543,7 +605,9 @@ def test_late_labels_land_beside_their_inputs(tmp_path: Path):
 
     _, today = read_back(partition_file(tmp_path, "labels", TODAY))
     assert [(r[0], r[1], r[2]) for r in today] == [
-        ("1", first[AML_COLUMNS[0]], NOW_ISO), ("1", first[AML_COLUMNS[0]], NOW_ISO)]
+        ("1", first[AML_COLUMNS[0]], NOW_ISO),
+        ("1", first[AML_COLUMNS[0]], NOW_ISO),
+    ]
     _, before = read_back(partition_file(tmp_path, "labels", "2025/11/20"))
     assert [(r[0], r[1], r[2]) for r in before] == [("0", earlier[AML_COLUMNS[0]], "2025-11-20T01:02:03.123456")]
     assert not partition_file(tmp_path, "labels", "2025/11/28").exists()

@@ -105,8 +105,15 @@ def test_sixteen_threads_times_two_processes_one_partition(tmp_path) -> None:
     """16 threads in each of 2 processes collect into one file: every row once, one header."""
     threads, per_thread = 16, 300
     env = {**os.environ, "MDC_FLUSH_INTERVAL": "0.01"}  # many small interleaved appends
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(p), str(threads), str(per_thread), str(tmp_path)],
-                              env=env, stderr=subprocess.PIPE, text=True) for p in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(p), str(threads), str(per_thread), str(tmp_path)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err

@@ -36,8 +36,24 @@ def test_template_uses_stem_and_extension() -> None:
     assert partition_path(layout, T, "parquet").endswith("/signals/2025/03/05/latency.parquet")
 
 
-@pytest.mark.parametrize("bad", ["", ".", "..", "_hidden", ".dot", "a/b", "a\\b", "a\x00b", "tab\tname",
-                                 "new\nline", " padded", "trailing ", "\x7f"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        ".",
+        "..",
+        "_hidden",
+        ".dot",
+        "a/b",
+        "a\\b",
+        "a\x00b",
+        "tab\tname",
+        "new\nline",
+        " padded",
+        "trailing ",
+        "\x7f",
+    ],
+)
 def test_invalid_segments_are_refused(bad: str) -> None:
     """Names that cannot be one folder (or are reserved for mdc's own files) raise ValueError."""
     with pytest.raises(InvalidPathSegmentError) as info:
@@ -52,18 +68,21 @@ def test_valid_segments_pass(good: str) -> None:
     assert validate_segment(good, "x") == good
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"model_name": "_model"},
-    {"model_name": "a/b"},
-    {"model_name": "ok", "webservice_name": ".svc"},
-    {"model_name": "ok", "model_version": ".."},
-    {"model_name": "ok", "workspace": "sub/rg"},
-    {"model_name": "ok", "workspace": "sub/rg/ws/extra"},
-    {"model_name": "ok", "workspace": "sub//ws"},
-    {"model_name": "ok", "workspace": "_sub/rg/ws"},
-    {"model_name": "ok", "collection_name": "x/y"},
-    {"model_name": ""},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"model_name": "_model"},
+        {"model_name": "a/b"},
+        {"model_name": "ok", "webservice_name": ".svc"},
+        {"model_name": "ok", "model_version": ".."},
+        {"model_name": "ok", "workspace": "sub/rg"},
+        {"model_name": "ok", "workspace": "sub/rg/ws/extra"},
+        {"model_name": "ok", "workspace": "sub//ws"},
+        {"model_name": "ok", "workspace": "_sub/rg/ws"},
+        {"model_name": "ok", "collection_name": "x/y"},
+        {"model_name": ""},
+    ],
+)
 def test_collector_refuses_bad_names_at_construction(tmp_path, kwargs) -> None:
     """A collector with a name that cannot be a path segment is never built."""
     with pytest.raises(ValueError):
@@ -73,23 +92,39 @@ def test_collector_refuses_bad_names_at_construction(tmp_path, kwargs) -> None:
 def test_spec_path_with_full_identity(tmp_path) -> None:
     """Rows land at <root>/<sub>/<rg>/<ws>/<service>/<model>/<version>/<designation>/<y>/<m>/<d>/data.csv."""
     clock = SteppingClock(utc(2018, 12, 31, 10, 0))
-    dc = ModelDataCollector("best_model", designation="inputs", feature_names=["a"],
-                            workspace="1a2b3c4d-5e6f-7g8h-9i10-j11k12l13m14/myresourcegrp/myWorkspace",
-                            webservice_name="aks-w-collv9", model_version="10", storage=tmp_path, clock=clock)
+    dc = ModelDataCollector(
+        "best_model",
+        designation="inputs",
+        feature_names=["a"],
+        workspace="1a2b3c4d-5e6f-7g8h-9i10-j11k12l13m14/myresourcegrp/myWorkspace",
+        webservice_name="aks-w-collv9",
+        model_version="10",
+        storage=tmp_path,
+        clock=clock,
+    )
     dc.collect([1])
     assert dc.flush(timeout=30)
-    assert data_files(tmp_path) == [os.path.join(
-        tmp_path, "1a2b3c4d-5e6f-7g8h-9i10-j11k12l13m14/myresourcegrp/myWorkspace/aks-w-collv9/best_model/10/inputs/2018/12/31/data.csv")]
+    assert data_files(tmp_path) == [
+        os.path.join(
+            tmp_path,
+            "1a2b3c4d-5e6f-7g8h-9i10-j11k12l13m14/myresourcegrp/myWorkspace/aks-w-collv9/best_model/10/inputs/2018/12/31/data.csv",
+        )
+    ]
 
 
-@pytest.mark.parametrize("designation,collection,expected", [
-    ("signals", "latency", "signals/2026/03/05/latency.csv"),
-    ("general", "raw_requests", "general/2026/03/05/raw_requests.csv"),
-    ("default", "raw_requests", "general/2026/03/05/raw_requests.csv"),
-    ("general", "default", "general/2026/03/05/data.csv"),
-    ("inputs", "ignored_for_inputs", "inputs/2026/03/05/data.csv"),
-])
-def test_collection_name_names_the_file_for_signals_and_general(tmp_path, clock, designation, collection, expected) -> None:
+@pytest.mark.parametrize(
+    "designation,collection,expected",
+    [
+        ("signals", "latency", "signals/2026/03/05/latency.csv"),
+        ("general", "raw_requests", "general/2026/03/05/raw_requests.csv"),
+        ("default", "raw_requests", "general/2026/03/05/raw_requests.csv"),
+        ("general", "default", "general/2026/03/05/data.csv"),
+        ("inputs", "ignored_for_inputs", "inputs/2026/03/05/data.csv"),
+    ],
+)
+def test_collection_name_names_the_file_for_signals_and_general(
+    tmp_path, clock, designation, collection, expected
+) -> None:
     """Azure ML's rule: for signals and general a non-default collection_name names the file."""
     dc = ModelDataCollector("m", designation=designation, collection_name=collection, storage=tmp_path, clock=clock)
     dc.collect([1, 2])

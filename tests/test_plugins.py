@@ -55,10 +55,26 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PLUGIN_PKG, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     site = work / "site"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--isolated", "--no-deps", "--no-build-isolation",
-         "--no-index", "--no-compile", "--no-cache-dir", "--disable-pip-version-check", "--quiet",
-         "--target", str(site), str(source)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-compile",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if done.returncode != 0:
         pytest.fail(f"pip could not install tests/plugin_pkg:\n{done.stdout}\n{done.stderr}")
@@ -74,8 +90,7 @@ def installed(example_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
         sys.modules.pop(name, None)
 
 
-def fake_distribution(site: Path, name: str, entry_points_txt: str,
-                      modules: dict[str, str] | None = None) -> None:
+def fake_distribution(site: Path, name: str, entry_points_txt: str, modules: dict[str, str] | None = None) -> None:
     """A minimal installed distribution: ``<name>.dist-info`` with METADATA and entry points,
     plus top-level modules from source text."""
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
@@ -86,8 +101,9 @@ def fake_distribution(site: Path, name: str, entry_points_txt: str,
         (site / f"{module}.py").write_text(textwrap.dedent(source))
 
 
-def plugin(name: str, backends: list[BackendPlugin] | None = None,
-           formats: list[FormatPlugin] | None = None) -> SimpleNamespace:
+def plugin(
+    name: str, backends: list[BackendPlugin] | None = None, formats: list[FormatPlugin] | None = None
+) -> SimpleNamespace:
     """An in-test plug-in object; pluggy names it after ``__name__``."""
     ns = SimpleNamespace(__name__=name)
     if backends is not None:
@@ -263,8 +279,14 @@ def run_collector(site: Path, workdir: Path, storage: str, fmt: str) -> dict:
     env.pop("SERVICE_NAME", None)
     env["PYTHONPATH"] = str(site)
     env["MDC_FLUSH_INTERVAL"] = "3600"  # batches are cut by flush() only
-    done = subprocess.run([sys.executable, "-c", E2E_SCRIPT, storage, fmt], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", E2E_SCRIPT, storage, fmt],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -336,8 +358,12 @@ def test_plugin_that_fails_to_import_is_logged_and_skipped(
 ) -> None:
     """An entry point whose module raises on import is named in ``failed`` and the log; the
     other plug-ins still work, and lookup errors mention the failure."""
-    fake_distribution(tmp_path, "mdc-broken-plugin", "[mdc]\nbroken = mdc_broken_plugin\n",
-                      {"mdc_broken_plugin": "import mdc_dependency_that_is_not_installed\n"})
+    fake_distribution(
+        tmp_path,
+        "mdc-broken-plugin",
+        "[mdc]\nbroken = mdc_broken_plugin\n",
+        {"mdc_broken_plugin": "import mdc_dependency_that_is_not_installed\n"},
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="mdc.plugins"):
         registry = build_registry()
@@ -353,6 +379,7 @@ def test_plugin_that_fails_to_import_is_logged_and_skipped(
 
 def test_plugin_whose_hook_raises_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
     """A registration hook that raises costs only its own plug-in, like a failed import."""
+
     def explode() -> list[BackendPlugin]:
         raise RuntimeError("no credentials configured")
 
@@ -461,15 +488,20 @@ def test_duplicate_entry_point_names_conflict(tmp_path: Path, monkeypatch: pytes
 
 def test_two_entry_points_for_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two entry points naming the same module register it once instead of crashing."""
-    fake_distribution(tmp_path, "mdc-aliased", "[mdc]\nalias_a = mdc_aliased\nalias_b = mdc_aliased\n", {
-        "mdc_aliased": """
+    fake_distribution(
+        tmp_path,
+        "mdc-aliased",
+        "[mdc]\nalias_a = mdc_aliased\nalias_b = mdc_aliased\n",
+        {
+            "mdc_aliased": """
             from mdc_core import FormatPlugin, hookimpl
 
             @hookimpl
             def mdc_formats():
                 return [FormatPlugin(name="aliased", extension="txt", factory=dict)]
         """,
-    })
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         registry = build_registry()
@@ -491,6 +523,7 @@ def test_module_given_and_found_by_entry_point_counts_once() -> None:
 def test_misspelt_hook_is_caught() -> None:
     """``check_pending`` refuses a plug-in implementing ``mdc_backend`` (no s), naming the plug-in
     and the hook it meant."""
+
     @hookimpl
     def mdc_backend() -> list[BackendPlugin]:
         return [backend_record("typo", ("typo",))]
@@ -504,6 +537,7 @@ def test_misspelt_hook_is_caught() -> None:
 
 def test_hookimpl_with_unknown_argument_is_caught() -> None:
     """pluggy refuses an implementation asking for an argument the spec does not pass."""
+
     @hookimpl
     def mdc_formats(settings: object) -> list[FormatPlugin]:
         return []

@@ -39,7 +39,9 @@ def test_importing_mdc_starts_nothing() -> None:
     import subprocess
     import sys
 
-    code = ("import threading, mdc_core, mdc_core.plugins as p, mdc_core.pipeline as q;"
-            "assert p._registry is None and q._pipeline is None;"
-            "assert threading.active_count() == 1")
+    code = (
+        "import threading, mdc_core, mdc_core.plugins as p, mdc_core.pipeline as q;"
+        "assert p._registry is None and q._pipeline is None;"
+        "assert threading.active_count() == 1"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

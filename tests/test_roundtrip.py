@@ -36,9 +36,18 @@ TODAY = ("2025", "11", "25")
 MODEL = "roundtrip"
 
 _ENVIRONMENT = (
-    "MDC_STORAGE_URL", "AML_MODEL_DC_STORAGE", "MDC_WORKSPACE", "MDC_SERVICE_NAME", "SERVICE_NAME",
-    "MDC_MODEL_VERSION", "MDC_BOUNDARY", "AML_MODEL_DC_BOUNDARY", "MDC_ENABLED",
-    "AML_MODEL_DC_STORAGE_ENABLED", "MDC_DEBUG", "AML_MODEL_DC_DEBUG",
+    "MDC_STORAGE_URL",
+    "AML_MODEL_DC_STORAGE",
+    "MDC_WORKSPACE",
+    "MDC_SERVICE_NAME",
+    "SERVICE_NAME",
+    "MDC_MODEL_VERSION",
+    "MDC_BOUNDARY",
+    "AML_MODEL_DC_BOUNDARY",
+    "MDC_ENABLED",
+    "AML_MODEL_DC_STORAGE_ENABLED",
+    "MDC_DEBUG",
+    "AML_MODEL_DC_DEBUG",
 )
 
 
@@ -59,18 +68,61 @@ def _isolated(monkeypatch: pytest.MonkeyPatch):
 
 # -- strategies ------------------------------------------------------------------------------
 
-TRICKY_TEXT = st.sampled_from([
-    "", " ", '"', '""', ",", "a,b", "\n", "\r\n", "\r", "line1\nline2", 'say "hi"', "\t", "\x00",
-    "nan", "NaN", "None", "null", "NULL", "N/A", "true", "false", "1e5", "-0", "inf", "\ufeffbom",
-    "naïve", "日本語", "😀", "\u2028", "$aml_request_id",
-])
-TEXT = st.one_of(TRICKY_TEXT, st.text(max_size=20),
-                 st.text(alphabet=st.sampled_from('ab,"\r\n é😀'), max_size=12))
-EXTREME_FLOATS = st.sampled_from([
-    5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308, 2.2250738585072014e-308,
-    0.1, 1 / 3, -0.0, 0.0, 1e16, 1e-7, 123456789.12345678, 9007199254740993.0, math.inf, -math.inf,
-    math.nan,
-])
+TRICKY_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        '"',
+        '""',
+        ",",
+        "a,b",
+        "\n",
+        "\r\n",
+        "\r",
+        "line1\nline2",
+        'say "hi"',
+        "\t",
+        "\x00",
+        "nan",
+        "NaN",
+        "None",
+        "null",
+        "NULL",
+        "N/A",
+        "true",
+        "false",
+        "1e5",
+        "-0",
+        "inf",
+        "\ufeffbom",
+        "naïve",
+        "日本語",
+        "😀",
+        "\u2028",
+        "$aml_request_id",
+    ]
+)
+TEXT = st.one_of(TRICKY_TEXT, st.text(max_size=20), st.text(alphabet=st.sampled_from('ab,"\r\n é😀'), max_size=12))
+EXTREME_FLOATS = st.sampled_from(
+    [
+        5e-324,
+        -5e-324,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        2.2250738585072014e-308,
+        0.1,
+        1 / 3,
+        -0.0,
+        0.0,
+        1e16,
+        1e-7,
+        123456789.12345678,
+        9007199254740993.0,
+        math.inf,
+        -math.inf,
+        math.nan,
+    ]
+)
 FLOATS = st.one_of(EXTREME_FLOATS, st.floats(allow_nan=True, allow_infinity=True))
 INTS = st.one_of(
     st.sampled_from([0, -1, 2**31, 2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2**63, 2**64, -(2**70)]),
@@ -145,8 +197,7 @@ def assert_null_semantics(arrow_text: str | None, value: Any) -> None:
 
 
 def csv_file(root: str) -> Path:
-    return Path(root, "default", "default", "default", "default", MODEL, "default", "inputs",
-                *TODAY, "data.csv")
+    return Path(root, "default", "default", "default", "default", MODEL, "default", "inputs", *TODAY, "data.csv")
 
 
 def read_with_csv_module(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -191,8 +242,7 @@ def collect_and_read(root: str, calls: Sequence[Any]) -> tuple[list[str], list[l
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(calls=batches())
-@example(calls=[[[math.nan, None, "", True, 1.5, "a,\"b\"\r\n"]],
-                [[math.inf, "x", "\n", None, 2**60 + 1, ""]]])
+@example(calls=[[[math.nan, None, "", True, 1.5, 'a,"b"\r\n']], [[math.inf, "x", "\n", None, 2**60 + 1, ""]]])
 @example(calls=[[[5e-324, None], [False, 1.7976931348623157e308]]])
 def test_generated_rows_round_trip(calls: list[list[list[Any]]]):
     """Every generated value reads back, from both readers, in the form the module docstring states."""
@@ -213,8 +263,9 @@ def test_generated_rows_round_trip(calls: list[list[list[Any]]]):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6),
-       columns=st.integers(1, 3))
+@given(
+    values=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6), columns=st.integers(1, 3)
+)
 @example(values=[math.nan, -math.inf, 5e-324, -0.0], columns=2)
 def test_generated_numpy_floats_round_trip(values: list[float], columns: int):
     """A float64 numpy array's values read back with ``float(text) == value`` (NaN as empty)."""
@@ -229,9 +280,21 @@ def test_generated_numpy_floats_round_trip(values: list[float], columns: int):
 
 def test_extreme_floats_round_trip_in_one_float_column(tmp_path: Path):
     """The smallest subnormal, the largest double, signed zeros and infinities round-trip exactly."""
-    values = [5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308,
-              2.2250738585072014e-308, -0.0, 0.1, 1 / 3, 1e-7, 1e16, 9007199254740993.0,
-              math.inf, -math.inf]
+    values = [
+        5e-324,
+        -5e-324,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        2.2250738585072014e-308,
+        -0.0,
+        0.1,
+        1 / 3,
+        1e-7,
+        1e16,
+        9007199254740993.0,
+        math.inf,
+        -math.inf,
+    ]
     _, rows, _ = collect_and_read(str(tmp_path), [[[v] for v in values]])
     for row, value in zip(rows, values, strict=True):
         assert float(row[0]) == value
@@ -256,13 +319,16 @@ def test_big_ints_and_floats_across_calls_keep_every_digit(tmp_path: Path):
     assert [row[0] for row in rows] == [str(2**60 + 1), "0.5", str(2**64 + 3), "true", str(-(2**63))]
 
 
-@pytest.mark.parametrize(("calls", "texts"), [
-    pytest.param([[[1.5], [True]]], ["1.5", "true"], id="bool-after-float"),
-    pytest.param([[[1], [np.True_]]], ["1", "true"], id="numpy-bool-after-int"),
-    pytest.param([[[np.float64(0.1)], ["x"]]], ["0.1", "x"], id="numpy-float-among-text"),
-    pytest.param([[[np.True_], [np.int64(7)], ["x"]]], ["true", "7", "x"], id="numpy-scalars-among-text"),
-    pytest.param([[[1.5]], [[True]]], ["1.5", "true"], id="bool-and-float-in-separate-calls"),
-])
+@pytest.mark.parametrize(
+    ("calls", "texts"),
+    [
+        pytest.param([[[1.5], [True]]], ["1.5", "true"], id="bool-after-float"),
+        pytest.param([[[1], [np.True_]]], ["1", "true"], id="numpy-bool-after-int"),
+        pytest.param([[[np.float64(0.1)], ["x"]]], ["0.1", "x"], id="numpy-float-among-text"),
+        pytest.param([[[np.True_], [np.int64(7)], ["x"]]], ["true", "7", "x"], id="numpy-scalars-among-text"),
+        pytest.param([[[1.5]], [[True]]], ["1.5", "true"], id="bool-and-float-in-separate-calls"),
+    ],
+)
 def test_mixed_columns_write_each_value_in_its_own_form(tmp_path: Path, calls: Any, texts: list[str]):
     """A column mixing kinds is written value by value, never turning a bool into 1 or a numpy
     scalar into its repr."""

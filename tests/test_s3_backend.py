@@ -480,12 +480,18 @@ def test_seed_script_writes_joinable_rows_to_seaweedfs(seaweedfs, s3, modeldata,
         )
     # `mdc compact` (the day is still open, hence --include-open) leaves exactly one data.csv per folder
     mdc = os.path.join(os.path.dirname(sys.executable), "mdc")
-    done = subprocess.run([mdc, "compact", "s3://modeldata", "--include-open", "--json"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [mdc, "compact", "s3://modeldata", "--include-open", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     compacted = objects(s3, modeldata)
     assert sorted(k.rsplit("/", 1)[1] for k in compacted) == ["data.csv", "data.csv"]
-    for key, data in compacted.items():
+    for data in compacted.values():
         assert len(csv_rows(data)) == 7 and data.count(b"feat1,") + data.count(b"prediction1,") == 1
 
 

@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 
-
 # Concurrent create-if-absent writers per key, and keys tried.  Kept small: on
 # SeaweedFS each losing conditional PUT may wait ~1 s on a server-side lock.
 RACERS = 6

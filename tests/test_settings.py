@@ -80,12 +80,15 @@ def test_invalid_identity_from_environment_is_refused(tmp_path, monkeypatch) -> 
         ModelDataCollector("m", storage=tmp_path)
 
 
-@pytest.mark.parametrize("arg,mdc,aml,expected", [
-    (None, None, None, "day"),
-    (None, None, "hour", "hour"),
-    (None, "day", "hour", "day"),
-    ("hour", "day", "day", "hour"),
-])
+@pytest.mark.parametrize(
+    "arg,mdc,aml,expected",
+    [
+        (None, None, None, "day"),
+        (None, None, "hour", "hour"),
+        (None, "day", "hour", "day"),
+        ("hour", "day", "day", "hour"),
+    ],
+)
 def test_boundary_precedence(tmp_path, monkeypatch, arg, mdc, aml, expected) -> None:
     """boundary= > MDC_BOUNDARY > AML_MODEL_DC_BOUNDARY > day."""
     if mdc:
@@ -95,13 +98,16 @@ def test_boundary_precedence(tmp_path, monkeypatch, arg, mdc, aml, expected) -> 
     assert ModelDataCollector("m", boundary=arg, storage=tmp_path).boundary == expected
 
 
-@pytest.mark.parametrize("arg,mdc,aml,expected", [
-    (None, None, None, True),
-    (None, None, "false", False),
-    (None, "true", "false", True),
-    (False, "true", "true", False),
-    (True, "0", "0", True),
-])
+@pytest.mark.parametrize(
+    "arg,mdc,aml,expected",
+    [
+        (None, None, None, True),
+        (None, None, "false", False),
+        (None, "true", "false", True),
+        (False, "true", "true", False),
+        (True, "0", "0", True),
+    ],
+)
 def test_enabled_precedence(tmp_path, monkeypatch, arg, mdc, aml, expected) -> None:
     """enabled= > MDC_ENABLED > AML_MODEL_DC_STORAGE_ENABLED > on."""
     if mdc:

@@ -36,8 +36,9 @@ def rows(root) -> list[str]:
 def test_outage_keeps_rows_in_the_spool_and_replays_them_once(tmp_path) -> None:
     """While storage is down the rows wait in the spool (not dropped); once it is back, the
     next flush replays them, and every row is written exactly once."""
-    dc = ModelDataCollector("m", designation="inputs", storage=tmp_path, storage_options={"append": False},
-                            compaction="off")
+    dc = ModelDataCollector(
+        "m", designation="inputs", storage=tmp_path, storage_options={"append": False}, compaction="off"
+    )
     outage = Outage(str(tmp_path))
     dc._route.sink.backend = outage
     dc._route.sink.backoff = 0.001
@@ -86,8 +87,14 @@ RESTART = textwrap.dedent("""
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", script, *args], env=dict(os.environ), capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_worker_killed_mid_upload_loses_nothing_sealed(tmp_path) -> None:

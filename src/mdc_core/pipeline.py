@@ -206,7 +206,9 @@ class Pipeline:
             def fits() -> bool:
                 return self._buffered_bytes + size <= self.max_bytes or not (self._queue or self._inflight_bytes)
             return self._space.wait_for(fits, self.block_timeout)
-        return True  # spill: the flusher seals and moves batches out of memory as fast as it can
+        # spill: the flusher seals batches and moves them out of memory (to storage, or the spool)
+        # as fast as it can; past twice the bound, collect() outruns it and new rows are refused.
+        return self._buffered_bytes + size <= 2 * self.max_bytes
 
     def _refused(self, route: Route, rows: int) -> Stamp:
         """Count rows the full buffer refused (called holding the lock)."""
