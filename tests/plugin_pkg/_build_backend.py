@@ -33,15 +33,15 @@ def get_requires_for_build_sdist(config_settings: object = None) -> list[str]:
     return []
 
 
-def build_wheel(wheel_directory: str, config_settings: object = None, metadata_directory: object = None) -> str:
+def build_wheel(wheel_directory: str, config_settings: object = None,
+                metadata_directory: object = None) -> str:
     project = _project()
     dist, version = _normalized(project["name"]), project["version"]
     info = f"{dist}-{version}.dist-info"
     files = [(arc, data) for arc, data in _sources("src")]
     files.append((f"{info}/METADATA", _metadata(project)))
-    files.append(
-        (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: _build_backend\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-    )
+    files.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: _build_backend\n"
+                                   b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
     files.append((f"{info}/entry_points.txt", _entry_points(project)))
     record = [f"{arc},sha256={_digest(data)},{len(data)}" for arc, data in files]
     record.append(f"{info}/RECORD,,")

@@ -28,12 +28,8 @@ class JsonLinesFormat:
 
     def encode(self, table: pa.Table) -> Encoded:
         lines = [
-            json.dumps(
-                {name: _jsonable(value) for name, value in row.items()},
-                ensure_ascii=False,
-                allow_nan=False,
-                default=str,
-            )
+            json.dumps({name: _jsonable(value) for name, value in row.items()},
+                       ensure_ascii=False, allow_nan=False, default=str)
             for row in table.to_pylist()
         ]
         return Encoded(header=b"", body="".join(line + "\n" for line in lines).encode("utf-8"))
@@ -59,12 +55,5 @@ def _jsonable(value: Any) -> Any:
 
 @hookimpl
 def mdc_formats() -> list[FormatPlugin]:
-    return [
-        FormatPlugin(
-            name="jsonl",
-            extension="jsonl",
-            factory=JsonLinesFormat,
-            appendable=False,
-            description="JSON Lines, one object per row (example plug-in)",
-        )
-    ]
+    return [FormatPlugin(name="jsonl", extension="jsonl", factory=JsonLinesFormat, appendable=False,
+                         description="JSON Lines, one object per row (example plug-in)")]

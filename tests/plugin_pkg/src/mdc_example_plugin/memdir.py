@@ -62,12 +62,10 @@ class MemdirBackend:
 
 @hookimpl
 def mdc_backends() -> list[BackendPlugin]:
-    return [
-        BackendPlugin(
-            name="memdir",
-            schemes=(SCHEME,),
-            factory=MemdirBackend,
-            capabilities=frozenset({Capability.CREATE_IF_ABSENT}),
-            description="files under a local folder, one object per batch (example plug-in)",
-        )
-    ]
+    return [BackendPlugin(
+        name="memdir",
+        schemes=(SCHEME,),
+        factory=MemdirBackend,
+        capabilities=frozenset({Capability.CREATE_IF_ABSENT}),
+        description="files under a local folder, one object per batch (example plug-in)",
+    )]
