@@ -138,3 +138,19 @@ def test_spill_never_waits_and_stops_at_twice_the_bound(bounded) -> None:
     backend.gate.set()
     assert dc.flush(timeout=30)
     assert len(written(root)) + dropped == 101
+
+
+def test_batches_are_sealed_at_a_bounded_size(tmp_path, monkeypatch) -> None:
+    """However much is queued, the flusher seals batches of at most MAX_BATCH_ROWS (plus the last
+    call's rows), so objects stay a sensible size and memory is freed as it goes."""
+    import mdc_core.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "MAX_BATCH_ROWS", 10)
+    monkeypatch.setenv("MDC_SPOOL", "off")
+    dc = ModelDataCollector("m", designation="inputs", storage=tmp_path, storage_options={"append": False},
+                            compaction="off")
+    for call in range(5):
+        dc.collect([[call * 10 + i] for i in range(6)])
+    assert dc.flush(timeout=30)
+    sizes = [len(read_csv(p)) for p in data_files(tmp_path)]
+    assert sum(sizes) == 30 and len(sizes) >= 3 and max(sizes) <= 12

@@ -38,6 +38,7 @@ DEFAULT_BATCH_ROWS = 10_000
 EXIT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 256 << 20
 DEFAULT_SPOOL_BYTES = 1 << 30
+MAX_BATCH_ROWS = 100_000
 CLAIM_EVERY = 60.0
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 
@@ -45,8 +46,8 @@ ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 def estimate_bytes(taken: Taken) -> int:
     """What the rows will hold in memory, from their shape, without looking at values."""
     kind = taken.kind
-    if kind is Kind.NUMPY or kind is Kind.ARROW:
-        return int(taken.payload.nbytes) + 64
+    if kind is Kind.NUMPY or kind is Kind.ARROW:  # plus the $aml_ columns the flusher adds
+        return int(taken.payload.nbytes) + taken.rows * N_AML * 16 + 64
     return taken.rows * (taken.width + N_AML) * 16 + 64
 
 
@@ -69,8 +70,9 @@ class Route:
         self.dropped = collections.Counter()
 
 
-Chunk = tuple[Route, Taken, Stamp, int]
-"""What one collect() queued: a plain tuple, the cheapest thing to build on the hot path."""
+Chunk = tuple[Route, Taken, Stamp, int, int]
+"""What one collect() queued: route, rows, stamp, estimated bytes, sequence number; a plain
+tuple, the cheapest thing to build on the hot path."""
 
 
 class Pipeline:
@@ -177,7 +179,7 @@ class Pipeline:
                     route.unpaired += n
             stamp = Stamp(ids, ts_us, request_id)
             route.collected += n
-            self._queue.append((route, taken, stamp, size))
+            self._queue.append((route, taken, stamp, size, self._seq))
             self._pending_rows += n
             self._buffered_bytes += size
             pending = self._pending_rows
@@ -195,7 +197,7 @@ class Pipeline:
             return False
         if policy == "drop_oldest":
             while self._queue and self._buffered_bytes + size > self.max_bytes:
-                old_route, old_taken, _, old_size = self._queue.popleft()
+                old_route, old_taken, _, old_size, _ = self._queue.popleft()
                 self._buffered_bytes -= old_size
                 self._pending_rows -= old_taken.rows
                 old_route.dropped["buffer_full"] += old_taken.rows
@@ -284,12 +286,25 @@ class Pipeline:
     def _cycle(self) -> None:
         if self._spools:
             self._replay()
+        while self._seal_and_write():
+            pass
+
+    def _seal_and_write(self) -> bool:
+        """Seal up to ``MAX_BATCH_ROWS`` queued rows into a batch and write it; True if more wait.
+
+        Bounded batches keep objects a sensible size and free memory as they go, under any load."""
         with self.lock:
-            chunks = list(self._queue)
-            self._queue.clear()
-            self._pending_rows = 0
-            self._inflight_bytes = self._buffered_bytes
-            upto = self._seq
+            chunks: list[Chunk] = []
+            rows = size = 0
+            while self._queue and rows < MAX_BATCH_ROWS:
+                chunk = self._queue.popleft()
+                chunks.append(chunk)
+                rows += chunk[1].rows
+                size += chunk[3]
+            self._pending_rows -= rows
+            self._inflight_bytes = size
+            more = bool(self._queue)
+            upto = chunks[-1][4] if more else self._seq
         try:
             if chunks:
                 self._write(chunks)
@@ -301,10 +316,11 @@ class Pipeline:
             with self._done:
                 self._done_seq = max(self._done_seq, upto)
                 self._done.notify_all()
+        return more
 
     def _write(self, chunks: Iterable[Chunk]) -> None:
         by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
-        for route, taken, stamp, _ in chunks:
+        for route, taken, stamp, _, _ in chunks:
             by_route.setdefault(route, []).append((taken, stamp))
         for route, items in by_route.items():
             for table in self._tables(route, items):
