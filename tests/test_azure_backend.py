@@ -581,7 +581,7 @@ def test_no_secret_in_logs_errors_reprs_or_stats(azurite, service, capsys, caplo
             f"model-{label}-{run}", designation="inputs", feature_names=["x"], storage=url, storage_options=options
         )
         dc.collect([[1], [2]])
-        assert dc.flush(timeout=30) is ok, label
+        assert bool(dc.flush(timeout=30)) is ok, label
         texts += [repr(dc), str(dc.stats())]
         dc.close()
         backend = AzureBlobBackend(url, options)
@@ -631,7 +631,7 @@ def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> 
     )
     correlation = dc.collect([[1, 2], [3, 4], [5, 6]])
     assert len(correlation["$aml_dc_correlation_id"]) == 3
-    assert dc.flush(timeout=30) is False
+    assert not dc.flush(timeout=30)
     stats = dc.stats()
     assert stats["spooled"] == 3 and stats["dropped"] == {} and stats["written"] == 0 and stats["pending"] == 0
     [line] = [r.getMessage() for r in caplog.records if r.name == "mdc" and f"model-{name}" in r.getMessage()]

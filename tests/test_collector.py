@@ -195,8 +195,8 @@ def test_flush_and_close_are_idempotent_and_close_refuses_rows(tmp_path) -> None
     """close() flushes; calling it twice is fine; rows collected after it are counted as dropped."""
     with ModelDataCollector("m", designation="inputs", storage=tmp_path) as dc:
         dc.collect([1])
-    assert dc.close() is True and dc.close() is True
-    assert dc.flush() is True and dc.flush(timeout=0) is True
+    assert bool(dc.close()) and bool(dc.close())
+    assert bool(dc.flush()) and bool(dc.flush(timeout=0))
     assert dc.collect([2]) == {}
     stats = dc.stats()
     assert stats["written"] == 1 and stats["dropped"] == {"closed": 1} and stats["pending"] == 0
@@ -211,7 +211,8 @@ def test_storage_failure_never_raises_into_collect(tmp_path, caplog) -> None:
     dc._route.sink.backoff = 0.0  # keep the retries quick
     for i in range(3):
         dc.collect([i])
-    assert dc.flush(timeout=30) is False
+    status = dc.flush(timeout=30)
+    assert not status and status.dropped_rows == 3 and status.spooled_rows == 0
     stats = dc.stats()
     assert stats["dropped"] == {"storage_error": 3} and stats["written"] == 0 and stats["pending"] == 0
     assert any("could not write 3 rows" in r.getMessage() for r in caplog.records)

@@ -233,7 +233,7 @@ def test_accepted_input_is_written_as_collected(tmp_path: Path, case: Case):
     data = case.make()
     c = collector(tmp_path)
     correlation = c.collect(data)
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
 
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == [*case.names, *AML_COLUMNS]
@@ -257,7 +257,7 @@ def test_calls_of_several_types_append_to_one_file(tmp_path: Path):
     c.collect(pd.DataFrame({"a": [3], "b": ["z"]}))
     c.collect(pa.table({"a": [4], "b": ["w"]}))
     c.collect(np.array([[5, 6]]))
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == ["a", "b", *AML_COLUMNS]
     assert_rows(rows, [(1, "x"), (2, "y"), (3, "z"), (4, "w"), (5, "6")])
@@ -279,7 +279,7 @@ def test_feature_names_win_over_column_names(tmp_path: Path, make: Callable[[], 
     """``feature_names`` renames a frame's differently named columns by position."""
     c = collector(tmp_path, feature_names=["a", "b"])
     c.collect(make())
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == ["a", "b", *AML_COLUMNS]
     assert_rows(rows, [(1, "p"), (2, "q")])
@@ -300,7 +300,7 @@ def test_named_data_in_another_order_is_reordered_by_name(tmp_path: Path, make: 
     """Data whose names are the collector's feature names in another order is reordered by name."""
     c = collector(tmp_path, feature_names=["a", "b", "c"])
     c.collect(make())
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == ["a", "b", "c", *AML_COLUMNS]
     assert_rows(rows, [(1, "two", 3)])
@@ -312,7 +312,7 @@ def test_names_fixed_by_the_first_dict_reorder_later_dicts(tmp_path: Path):
     c.collect({"a": 1, "b": 2})
     c.collect({"b": 4, "a": 3})
     c.collect({"b": [6, 8], "a": [5, 7]})
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == ["a", "b", *AML_COLUMNS]
     assert_rows(rows, [(1, 2), (3, 4), (5, 6), (7, 8)])
@@ -330,7 +330,7 @@ def test_unnamed_data_gets_the_documented_default_names(tmp_path: Path, data: An
     """Unnamed data without ``feature_names`` gets the columns ``feature_0``, ``feature_1``, ..."""
     c = collector(tmp_path)
     c.collect(data)
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     header, rows = read_back(partition_file(tmp_path, "inputs"))
     assert header == ["feature_0", "feature_1", "feature_2", *AML_COLUMNS]
     assert list(default_names(3)) == header[:3]
@@ -376,7 +376,7 @@ def test_unsupported_input_raises_type_error_naming_accepted_types(tmp_path: Pat
     for accepted in ("list", "dict", "numpy", "DataFrame", "pyarrow"):
         assert accepted in message
     assert c.stats()["collected"] == 0
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     assert not partition_file(tmp_path, "inputs").exists()
 
 
@@ -479,7 +479,7 @@ def test_empty_input_collects_nothing(tmp_path: Path):
     c = collector(tmp_path, feature_names=["a"])
     assert c.collect([]) == {}
     assert c.collect(pd.DataFrame({"a": []})) == {}
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     assert c.stats()["collected"] == 0
     assert not partition_file(tmp_path, "inputs").exists()
 
@@ -495,7 +495,7 @@ def test_default_designation_means_general(tmp_path: Path):
     """``designation="default"`` writes under ``general``, as Azure ML did."""
     c = ModelDataCollector(MODEL, "default", storage=tmp_path, clock=clock_at(NOW_NS))
     c.collect([1])
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     assert partition_file(tmp_path, "general").exists()
 
 
@@ -543,7 +543,7 @@ def test_add_correlations_keeps_the_inputs_correlation(tmp_path: Path, case: tup
         correlation = inputs.collect([[1.0, 2.0], [3.0, 4.0]][:n])
     predictions = collector(tmp_path, "predictions", ["p"], now_ns=NOW_NS + 3_600 * 10**9)
     predictions.collect(predictions.add_correlations(make(), correlation))
-    assert inputs.flush(timeout=30) is True
+    assert bool(inputs.flush(timeout=30))
 
     _, input_rows = read_back(partition_file(tmp_path, "inputs"))
     header, rows = read_back(partition_file(tmp_path, "predictions"))
@@ -572,7 +572,7 @@ def test_carried_values_are_written_as_given(tmp_path: Path):
     c = collector(tmp_path, "predictions", ["p"])
     c.collect(c.add_correlations([[1], [2]], given))
     c.collect(c.add_correlations(pd.DataFrame({"p": [3, 4]}), given))
-    assert c.flush(timeout=30) is True
+    assert bool(c.flush(timeout=30))
     _, rows = read_back(partition_file(tmp_path, "predictions", "2024/02/29"))
     tail = [
         "2024-02-29T23:59:59.999999",
@@ -601,7 +601,7 @@ def test_late_labels_land_beside_their_inputs(tmp_path: Path):
     for name in AML_COLUMNS:
         frame[name] = [earlier[name], first[name]]
     labels.collect(frame)
-    assert labels.flush(timeout=30) is True
+    assert bool(labels.flush(timeout=30))
 
     _, today = read_back(partition_file(tmp_path, "labels", TODAY))
     assert [(r[0], r[1], r[2]) for r in today] == [
@@ -645,7 +645,7 @@ def test_carried_row_without_timestamp_is_counted_as_dropped(tmp_path: Path):
     ``flush()`` says so, instead of the flusher losing it silently."""
     labels = collector(tmp_path, "labels", ["y"])
     labels.collect([1, "some-id", None, 1440, "a/b/c", "svc", MODEL, "1", "req"])
-    assert labels.flush(timeout=30) is False
+    assert not labels.flush(timeout=30)
     stats = labels.stats()
     assert (stats["collected"], stats["written"], stats["pending"]) == (1, 0, 0)
     assert stats["dropped"] == {"unconvertible": 1}

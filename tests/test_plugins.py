@@ -261,7 +261,7 @@ for batch in batches:
         for row, id_ in zip(rows, ids, strict=True):
             collected.append({"row": row, "correlation": {**correlation, "$aml_dc_correlation_id": id_}})
             ids_of_batch.append(id_)
-    flushed.append(collector.flush(timeout=60))
+    flushed.append(bool(collector.flush(timeout=60)))
 registry = mdc_core.plugins.get_registry()
 print(json.dumps({
     "collected": collected, "flushed": flushed, "stats": collector.stats(),

@@ -50,7 +50,7 @@ def test_refusals_are_not_retried(tmp_path, error) -> None:
     backend = FlakyBackend(str(tmp_path), failures=10, error=error)
     dc = collector_with(tmp_path, backend)
     dc.collect([1])
-    assert dc.flush(timeout=30) is False
+    assert not dc.flush(timeout=30)
     assert backend.attempts == 1
     assert dc.stats()["dropped"] == {"storage_error": 1}
 

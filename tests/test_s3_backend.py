@@ -511,9 +511,9 @@ def test_failing_storage_never_raises_into_collect(seaweedfs, bucket, caplog) ->
         storage_options=options(seaweedfs, secret=WRONG_SECRET),
     )
     assert dc.collect([[1], [2]])["$aml_dc_correlation_id"]
-    assert dc.flush(timeout=60) is False
+    assert not dc.flush(timeout=60)
     dc.collect([3])  # still no exception after a failure
-    assert dc.flush(timeout=60) is False
+    assert not dc.flush(timeout=60)
     stats = dc.stats()
     assert stats["written"] == 0 and stats["spooled"] == 3 and stats["dropped"] == {} and stats["pending"] == 0
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and model in r.getMessage()]
@@ -568,7 +568,7 @@ def test_no_secret_in_logs_errors_reprs_or_stats(seaweedfs, s3, bucket, caplog, 
         model, designation="labels", feature_names=["y"], storage=f"s3://{bucket}/bad", storage_options=wrong
     )
     bad_dc.collect([[1]])
-    assert bad_dc.flush(timeout=60) is False
+    assert not bad_dc.flush(timeout=60)
     bad = S3Backend(f"s3://{bucket}/bad", wrong)
     for call, args in (
         (bad.create, ("k/data-1.csv", b"1")),

@@ -45,7 +45,8 @@ def test_outage_keeps_rows_in_the_spool_and_replays_them_once(tmp_path) -> None:
     dc._pipeline._spools[dc._route.sink.storage_label] = (dc._route.sink.spool, outage)
     for i in range(3):
         dc.collect([f"a{i}"])
-        assert dc.flush(timeout=30) is False
+        status = dc.flush(timeout=30)
+        assert not status and status.spooled_rows == i + 1 and status.dropped_rows == status.pending_rows == 0
     stats = dc.stats()
     assert outage.refused >= 3 and stats["spooled"] == 3 and stats["dropped"] == {} and stats["written"] == 0
     assert dc._route.sink.spool.bytes() > 0 and rows(tmp_path) == []

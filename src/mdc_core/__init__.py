@@ -4,7 +4,7 @@ A drop-in for Azure ML's ``ModelDataCollector``; storage backends and file forma
 plug-ins (see ``mdc_core.hookspecs``).
 """
 
-from mdc_core.collector import ModelDataCollector
+from mdc_core.collector import FlushStatus, ModelDataCollector
 from mdc_core.correlation import NO_REQUEST_ID, request_context
 from mdc_core.errors import (
     BackendError,
@@ -32,6 +32,7 @@ __all__ = [
     "Capability",
     "ConfigurationError",
     "Encoded",
+    "FlushStatus",
     "Format",
     "FormatPlugin",
     "InvalidPathSegmentError",

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mdc_core.batches import Deployment
@@ -222,17 +223,23 @@ class ModelDataCollector:
         self._enabled_override = value
         self._on = self._enabled_at_start if value is None else value
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every row collected before the call is written. ``True`` if so;
-        ``False`` if ``timeout`` (seconds) ran out or rows could not be written (see ``stats()``)."""
-        return self._pipeline.flush(timeout)
+    def flush(self, timeout: float | None = None) -> FlushStatus:
+        """Wait until every row collected before the call is handled. The status is true when
+        they are all in storage; else it says what is still in memory, only in the local spool
+        (replayed later), or dropped. ``timeout`` in seconds; ``None`` waits as long as it takes."""
+        return self._status(self._pipeline.flush(timeout))
 
-    def close(self, timeout: float | None = None) -> bool:
+    def close(self, timeout: float | None = None) -> FlushStatus:
         """Flush, then refuse further rows (they are counted as dropped, reason ``closed``)."""
         if self._closed:
-            return True
+            return self._status(True)
         self._closed = True
-        return self._pipeline.flush(timeout)
+        return self._status(self._pipeline.flush(timeout))
+
+    def _status(self, written: bool) -> FlushStatus:
+        stats = self.stats()
+        return FlushStatus(written=written, pending_rows=stats["pending"], spooled_rows=stats["spooled"],
+                           dropped_rows=sum(stats["dropped"].values()))
 
     def stats(self) -> dict[str, Any]:
         """Rows collected, written, dropped (by reason), pending, and unpaired with inputs."""
@@ -291,6 +298,20 @@ def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
     if not names:
         raise ConfigurationError("feature_names is empty: give at least one name, or None")
     return names
+
+
+@dataclass(frozen=True)
+class FlushStatus:
+    """What ``flush()``/``close()`` achieved: true when everything collected before the call is in
+    storage. Counts are this collector's rows still in memory, only in the spool, and dropped."""
+
+    written: bool
+    pending_rows: int = 0
+    spooled_rows: int = 0
+    dropped_rows: int = 0
+
+    def __bool__(self) -> bool:
+        return self.written
 
 
 def _spool_on() -> bool:
