@@ -232,6 +232,7 @@ def test_stats_count_rows(tmp_path) -> None:
         "pending": 0,
         "spooled": 0,
         "unpaired": 0,
+        "retries": 0,
         "buffered_bytes": 0,
     }
 

@@ -7,6 +7,7 @@ misuse; ``collect()`` then only checks the data's shape, stamps it and queues it
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -137,7 +138,8 @@ class ModelDataCollector:
         deployment = Deployment(
             BOUNDARY_MINUTES[self.boundary], identity.workspace, identity.service, model_name, identity.version
         )
-        sink.route_name = f"{model_name}/{identity.version}/{self._designation}"
+        # Unique per collector, so a replayed batch is credited to exactly the collector that spooled it.
+        sink.route_name = f"{model_name}/{identity.version}/{self._designation}@{secrets.token_hex(4)}"
         self._route = Route(
             f"{model_name}/{identity.version}/{self._designation}", sink, deployment, self.feature_names
         )

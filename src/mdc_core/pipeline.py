@@ -253,6 +253,8 @@ class Pipeline:
             return self._done.wait_for(lambda: self._done_seq >= target, timeout)
 
     def stats(self, route: Route) -> dict[str, Any]:
+        spool = route.sink.spool
+        spool_stats = {"spool_bytes": spool.bytes(), "oldest_spooled_age_s": spool.oldest_age()} if spool else {}
         with self.lock:
             dropped = dict(route.dropped)
             return {
@@ -262,7 +264,9 @@ class Pipeline:
                 "pending": route.collected - route.written - sum(dropped.values()) - route.spooled,
                 "spooled": route.spooled,
                 "unpaired": route.unpaired,
+                "retries": route.sink.retried,
                 "buffered_bytes": self._buffered_bytes,
+                **spool_stats,
             }
 
     # -- the flusher's side ------------------------------------------------------------------
@@ -404,7 +408,7 @@ class Pipeline:
 
     def _credit(self, records: Iterable[Any]) -> None:
         """Replayed rows count as written for the collector that spooled them (in this process)."""
-        routes = {route.name: route for route in list(self._routes)}
+        routes = {route.sink.route_name: route for route in list(self._routes)}
         with self.lock:
             for record in records:
                 route = routes.get(record.route)

@@ -64,6 +64,8 @@ class Sink:
     """A ``Spool`` holding each batch object until its upload is confirmed, or None."""
     storage_label: str = ""
     route_name: str = ""
+    retried: int = 0
+    """Attempts beyond the first, over the sink's life (stats)."""
     _noted_previous: bool = False
 
     @property
@@ -197,6 +199,7 @@ def _retrying(sink: Sink, attempt: Callable[[], str]) -> tuple[str, BaseExceptio
             error = exc
             if not is_retryable(exc) or n + 1 >= sink.retries:
                 break
+            sink.retried += 1
             time.sleep(min(sink.backoff * (2**n), MAX_BACKOFF) * random.uniform(0.5, 1.5))
     return "", error
 
