@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest_servers import azurite, seaweedfs  # noqa: F401  (session fixtures: one server per run)
+from mdc_core import correlation
 from mdc_core.plugins import reset_registry
 
 _ENV_PREFIXES = ("MDC_", "AML_MODEL_DC_")
@@ -26,7 +27,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
             monkeypatch.delenv(name)
     monkeypatch.setenv("MDC_SPOOL_DIR", str(tmp_path_factory.getbasetemp() / "spool"))
     reset_registry()
+    token = correlation._open.set(None)  # no inputs correlation opened in one test pairs in another
     yield
+    correlation._open.reset(token)
     reset_registry()
 
 

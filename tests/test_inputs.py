@@ -38,35 +38,6 @@ MODEL = "model"
 DEPLOYMENT = ["1440", "default/default/default", "default", MODEL, "default"]
 """``$aml_dc_boundary`` .. ``$aml_model_version`` of a collector left at its defaults."""
 
-_ENVIRONMENT = (
-    "MDC_STORAGE_URL",
-    "AML_MODEL_DC_STORAGE",
-    "MDC_WORKSPACE",
-    "MDC_SERVICE_NAME",
-    "SERVICE_NAME",
-    "MDC_MODEL_VERSION",
-    "MDC_BOUNDARY",
-    "AML_MODEL_DC_BOUNDARY",
-    "MDC_ENABLED",
-    "AML_MODEL_DC_STORAGE_ENABLED",
-    "MDC_DEBUG",
-    "AML_MODEL_DC_DEBUG",
-)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch):
-    """No deployment variable of the machine running the tests changes where rows go, and no
-    inputs correlation opened here pairs with another test's predictions."""
-    for name in _ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
-    from mdc_core import correlation
-
-    var = getattr(correlation, "_open", None)
-    token = var.set(None) if var is not None else None
-    yield
-    if var is not None:
-        var.reset(token)
 
 
 # -- helpers ---------------------------------------------------------------------------------
