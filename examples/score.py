@@ -11,9 +11,9 @@ import os
 import random
 import sys
 
-from mdc_core import ModelDataCollector
-
 import numpy as np
+
+from mdc_core import ModelDataCollector
 
 
 class Model:
