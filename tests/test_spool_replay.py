@@ -50,6 +50,8 @@ def test_outage_keeps_rows_in_the_spool_and_replays_them_once(tmp_path) -> None:
     stats = dc.stats()
     assert outage.refused >= 3 and stats["spooled"] == 3 and stats["dropped"] == {} and stats["written"] == 0
     assert dc._route.sink.spool.bytes() > 0 and rows(tmp_path) == []
+    status = dc.flush(timeout=30)  # nothing new was collected: the rows are still only spooled
+    assert not status and status.spooled_rows == 3
     outage.down = False
     dc.collect(["b"])
     assert dc.flush(timeout=30)

@@ -229,17 +229,18 @@ class ModelDataCollector:
         """Wait until every row collected before the call is handled. The status is true when
         they are all in storage; else it says what is still in memory, only in the local spool
         (replayed later), or dropped. ``timeout`` in seconds; ``None`` waits as long as it takes."""
-        return self._status(self._pipeline.flush(timeout))
+        return self._status(self._pipeline.flush(timeout, self._route))
 
     def close(self, timeout: float | None = None) -> FlushStatus:
         """Flush, then refuse further rows (they are counted as dropped, reason ``closed``)."""
         if self._closed:
             return self._status(True)
         self._closed = True
-        return self._status(self._pipeline.flush(timeout))
+        return self._status(self._pipeline.flush(timeout, self._route))
 
     def _status(self, written: bool) -> FlushStatus:
         stats = self.stats()
+        written = written and not stats["spooled"] and not stats["pending"]
         return FlushStatus(written=written, pending_rows=stats["pending"], spooled_rows=stats["spooled"],
                            dropped_rows=sum(stats["dropped"].values()))
 

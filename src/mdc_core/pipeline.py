@@ -109,6 +109,7 @@ class Pipeline:
         self._next_id = 0
         self._seq = 0
         self._done_seq = 0
+        self._cycles = 0
         self._failures = 0
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
@@ -228,19 +229,24 @@ class Pipeline:
             route.dropped[reason] += rows
         self._log.log(logging.WARNING, f"drop:{reason}", "mdc dropped %d rows of %s: %s", rows, route.name, reason)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted before this call is handled; ``True`` if it all was
-        written, ``False`` if ``timeout`` ran out or some rows could not be written."""
+    def flush(self, timeout: float | None = None, route: Route | None = None) -> bool:
+        """Wait until everything accepted before this call is handled, and, when ``route`` has
+        batches in a spool, until one more replay was tried. ``True`` if nothing failed meanwhile;
+        ``False`` if ``timeout`` ran out or a write failed (the collector's status says which rows)."""
         with self.lock:
             target, failures = self._seq, self._failures
-        if self._done_seq >= target:
+        spooled = route is not None and route.spooled > 0
+        if self._done_seq >= target and not spooled:
             return True
         if threading.current_thread() is self._thread:
             return False  # a flush from inside a backend would wait for itself
         self._start()
-        self._wake.set()
         with self._done:
-            done = self._done.wait_for(lambda: self._done_seq >= target, timeout)
+            cycles = self._cycles
+            self._wake.set()
+            done = self._done.wait_for(
+                lambda: self._done_seq >= target and (not spooled or self._cycles > cycles), timeout
+            )
         return done and self._failures == failures
 
     def flush_for_signal(self, timeout: float) -> bool:
@@ -292,6 +298,9 @@ class Pipeline:
             self._replay()
         while self._seal_and_write():
             pass
+        with self._done:
+            self._cycles += 1
+            self._done.notify_all()
 
     def _seal_and_write(self) -> bool:
         """Seal up to ``MAX_BATCH_ROWS`` queued rows into a batch and write it; True if more wait.
@@ -388,6 +397,8 @@ class Pipeline:
         if claim:
             self._claimed_at = now
         for spool, backend in list(self._spools.values()):
+            if spool.closed:
+                continue  # closed at exit: what it holds is for the next process
             if claim:
                 list(spool.claim_orphans())  # adopted entries are listed by entries() below
             if not spool.bytes():

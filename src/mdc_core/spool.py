@@ -428,6 +428,11 @@ class Spool:
                 _unlink(lock)
                 os.close(fd)
 
+    @property
+    def closed(self) -> bool:
+        """True after ``close()``: the spool takes nothing more (its files await adoption)."""
+        return self._closed
+
     def bytes(self) -> int:
         """Bytes of the files this process holds in the spool (a counter, no scan)."""
         return self._bytes

@@ -153,7 +153,7 @@ def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException
 def _spool(sink: Sink, key: str, data: bytes, rows: int) -> Any:
     """Make the batch durable on local disk before its upload starts; None if there is no spool
     or it is full (then the upload is the batch's only chance, and a failure is a drop)."""
-    if sink.spool is None:
+    if sink.spool is None or sink.spool.closed:
         return None
     from mdc_core.spool import SpoolFull, SpoolRecord
 

@@ -37,7 +37,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Optional
 
 REFUSE = "refuse"
 BLACKHOLE = "blackhole"
@@ -46,17 +45,29 @@ RESPOND = "respond"
 DROP_RESPONSE = "drop_response"
 ACTIONS = (REFUSE, BLACKHOLE, LATENCY, RESPOND, DROP_RESPONSE)
 
-_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
-            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-_S3_MESSAGES = {"SlowDown": "Please reduce your request rate.",
-                "ExpiredToken": "The provided token has expired.",
-                "InternalError": "We encountered an internal error. Please try again.",
-                "ServiceUnavailable": "Service is unable to handle request.",
-                "AccessDenied": "Access Denied"}
-_AZURE_MESSAGES = {"ServerBusy": "The server is currently unable to receive requests. Please retry your request.",
-                   "InternalError": "The server encountered an internal error. Please retry the request.",
-                   "AuthenticationFailed": "Server failed to authenticate the request.",
-                   "OperationTimedOut": "The operation could not be completed within the permitted time."}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    412: "Precondition Failed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_S3_MESSAGES = {
+    "SlowDown": "Please reduce your request rate.",
+    "ExpiredToken": "The provided token has expired.",
+    "InternalError": "We encountered an internal error. Please try again.",
+    "ServiceUnavailable": "Service is unable to handle request.",
+    "AccessDenied": "Access Denied",
+}
+_AZURE_MESSAGES = {
+    "ServerBusy": "The server is currently unable to receive requests. Please retry your request.",
+    "InternalError": "The server encountered an internal error. Please retry the request.",
+    "AuthenticationFailed": "Server failed to authenticate the request.",
+    "OperationTimedOut": "The operation could not be completed within the permitted time.",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +84,10 @@ class Rule:
     """What to do with matching requests, ``times`` times (None: for as long as it is in the plan)."""
 
     action: str
-    method: Optional[str] = None
-    path: Optional[str] = None  # a regular expression searched in the request target
-    match: Optional[Callable[[Request], bool]] = None
-    times: Optional[int] = None
+    method: str | None = None
+    path: str | None = None  # a regular expression searched in the request target
+    match: Callable[[Request], bool] | None = None
+    times: int | None = None
     status: int = 503
     code: str = "SlowDown"
     flavour: str = "s3"  # "s3" or "azure": the shape of a synthetic error
@@ -102,21 +113,27 @@ def error_response(status: int, code: str, flavour: str = "s3", path: str = "/")
     reason = _REASONS.get(status, "Error")
     if flavour == "azure":
         message = _AZURE_MESSAGES.get(code, "Injected fault.")
-        body = (f'\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
-                f"<Message>{message}\nRequestId:00000000-0000-0000-0000-000000000000\n"
-                f"Time:2026-01-01T00:00:00.0000000Z</Message></Error>").encode()
+        body = (
+            f'\ufeff<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+            f"<Message>{message}\nRequestId:00000000-0000-0000-0000-000000000000\n"
+            f"Time:2026-01-01T00:00:00.0000000Z</Message></Error>"
+        ).encode()
         extra = f"x-ms-error-code: {code}\r\nx-ms-request-id: 00000000-0000-0000-0000-000000000000\r\n"
         ctype = "application/xml"
     else:
         message = _S3_MESSAGES.get(code, "Injected fault.")
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-                f"<Resource>{path}</Resource><RequestId>0000000000000000</RequestId></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<Resource>{path}</Resource><RequestId>0000000000000000</RequestId></Error>"
+        ).encode()
         extra = "x-amz-request-id: 0000000000000000\r\n"
         ctype = "application/xml"
     if status in (429, 503):
         extra += "Retry-After: 0\r\n"
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            f"{extra}Connection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -141,7 +158,7 @@ class _Reader:
         while True:
             i = self.buf.find(marker)
             if i >= 0:
-                out, self.buf = self.buf[: i + len(marker)], self.buf[i + len(marker):]
+                out, self.buf = self.buf[: i + len(marker)], self.buf[i + len(marker) :]
                 return out
             if len(self.buf) > limit:
                 raise _Closed()
@@ -202,8 +219,15 @@ def _reset(sock: socket.socket | None) -> None:
 
 
 class HttpFaultProxy:
-    def __init__(self, host: str, port: int, *, rules: list[Rule] | None = None,
-                 plan: Callable[[Request], Optional[Rule]] | None = None, upstream_timeout: float = 60.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        rules: list[Rule] | None = None,
+        plan: Callable[[Request], Rule | None] | None = None,
+        upstream_timeout: float = 60.0,
+    ):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the fault proxy forwards to loopback servers only")
         self.target = ("127.0.0.1" if host == "localhost" else host, port)
@@ -211,7 +235,7 @@ class HttpFaultProxy:
         self.plan = plan
         self.upstream_timeout = upstream_timeout
         self.faults: Counter[str] = Counter()
-        self.log: list[tuple[str, str, str, Optional[int]]] = []  # (method, path, what, server status)
+        self.log: list[tuple[str, str, str, int | None]] = []  # (method, path, what, server status)
         self.connections = 0
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -251,7 +275,7 @@ class HttpFaultProxy:
         only if a BLACKHOLE rule is still in the plan."""
         self._release.set()
 
-    def statuses(self, method: str | None = None) -> list[Optional[int]]:
+    def statuses(self, method: str | None = None) -> list[int | None]:
         with self._lock:
             return [s for m, _, what, s in self.log if (method is None or m == method) and s is not None]
 
@@ -309,7 +333,7 @@ class HttpFaultProxy:
             self._threads.append(t)
             t.start()
 
-    def _decide(self, req: Request) -> Optional[Rule]:
+    def _decide(self, req: Request) -> Rule | None:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(req):
@@ -318,7 +342,7 @@ class HttpFaultProxy:
             plan = self.plan
         return plan(req) if plan is not None else None
 
-    def _note(self, req: Request, what: str, status: Optional[int], fault: bool) -> None:
+    def _note(self, req: Request, what: str, status: int | None, fault: bool) -> None:
         with self._lock:
             if fault:
                 self.faults[what] += 1
@@ -338,7 +362,8 @@ class HttpFaultProxy:
                 if headers.get("expect", "").lower() == "100-continue":
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     raw_head = b"".join(
-                        f"{k}: {v}\r\n".encode("latin-1") for k, v in header_list if k.lower() != "expect")
+                        f"{k}: {v}\r\n".encode("latin-1") for k, v in header_list if k.lower() != "expect"
+                    )
                     raw_head = line.encode("latin-1") + b"\r\n" + raw_head + b"\r\n"
                 body = reader.body(headers)
                 req = Request(method.upper(), path, headers, int(headers.get("content-length", 0) or 0), serial)
@@ -385,8 +410,10 @@ class HttpFaultProxy:
                 self._note(req, "forwarded", status, False)
                 client.sendall(resp_head + resp_body)
                 closing = "close" in resp_headers.get("connection", "").lower() or (
-                    not no_body and "content-length" not in resp_headers
-                    and "chunked" not in resp_headers.get("transfer-encoding", "").lower())
+                    not no_body
+                    and "content-length" not in resp_headers
+                    and "chunked" not in resp_headers.get("transfer-encoding", "").lower()
+                )
                 if closing or "close" in headers.get("connection", "").lower():
                     return
         except (_Closed, OSError, ValueError, IndexError):

@@ -44,8 +44,14 @@ def collectors(monkeypatch: pytest.MonkeyPatch):
     made: list[ModelDataCollector] = []
 
     def make(url: str, storage_options: dict[str, Any], *, retries: int = 3) -> ModelDataCollector:
-        dc = ModelDataCollector("m", designation="inputs", feature_names=["id"], storage=url,
-                                storage_options=storage_options, compaction="off")
+        dc = ModelDataCollector(
+            "m",
+            designation="inputs",
+            feature_names=["id"],
+            storage=url,
+            storage_options=storage_options,
+            compaction="off",
+        )
         monkeypatch.setattr(dc._pipeline, "interval", 0.25)
         dc._route.sink.backoff = 0.02
         dc._route.sink.retries = retries
@@ -61,13 +67,13 @@ def ids_in_csv(data: bytes) -> list[str]:
     return [row["id"] for row in csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))]
 
 
-def s3_ids(client: Any, bucket: str) -> list[str]:
+def s3_ids(client: Any, where: str) -> list[str]:
     out: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=where):
         for obj in page.get("Contents", []):
             name = obj["Key"].rpartition("/")[2]
             if name.endswith(".csv") and not name.startswith(("_", ".")):
-                out += ids_in_csv(client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                out += ids_in_csv(client.get_object(Bucket=where, Key=obj["Key"])["Body"].read())
     return out
 
 
@@ -132,7 +138,9 @@ def azure_options(azurite: Any, port: int, **extra: Any) -> dict[str, Any]:
 # -- 1. storage refuses during steady collection ----------------------------------------
 
 
-def test_refused_storage_during_steady_collection_loses_and_duplicates_nothing(seaweedfs, s3, bucket, collectors) -> None:  # noqa: F811,E501
+def test_refused_storage_during_steady_collection_loses_and_duplicates_nothing(
+    seaweedfs, s3, bucket, collectors
+) -> None:  # noqa: F811,E501
     """SeaweedFS behind the proxy refuses every request for 5 s while rows keep coming: sealed
     batches wait in the spool, and once it is back every row is written exactly once."""
     with HttpFaultProxy("127.0.0.1", s3_port(seaweedfs)) as proxy:
@@ -169,12 +177,16 @@ def test_throttling_and_5xx_bursts_on_azurite_are_retried_once_each(azurite, col
     blob_put = r"/devstoreaccount1/t-[0-9a-f]+/.+\.csv"
     try:
         with HttpFaultProxy("127.0.0.1", azurite.port) as proxy:
-            proxy.add(Rule(RESPOND, method="PUT", path=blob_put, status=503, code="ServerBusy", flavour="azure", times=2),
-                      Rule(RESPOND, method="PUT", path=blob_put, status=429, code="ServerBusy", flavour="azure", times=1),
-                      Rule(RESPOND, method="PUT", path=blob_put, status=500, code="InternalError", flavour="azure",
-                           times=1))
-            dc = collectors(f"abfs://{container}", azure_options(azurite, proxy.port, timeout=5, retries=1,
-                                                                 retry_backoff=0.05), retries=4)
+            proxy.add(
+                Rule(RESPOND, method="PUT", path=blob_put, status=503, code="ServerBusy", flavour="azure", times=2),
+                Rule(RESPOND, method="PUT", path=blob_put, status=429, code="ServerBusy", flavour="azure", times=1),
+                Rule(RESPOND, method="PUT", path=blob_put, status=500, code="InternalError", flavour="azure", times=1),
+            )
+            dc = collectors(
+                f"abfs://{container}",
+                azure_options(azurite, proxy.port, timeout=5, retries=1, retry_backoff=0.05),
+                retries=4,
+            )
             collected = []
             for batch in range(4):
                 ids = [f"r2-{batch}-{i}" for i in range(50)]
@@ -200,10 +212,13 @@ def test_throttling_and_5xx_bursts_on_azurite_are_retried_once_each(azurite, col
 def test_s3_slowdown_and_503_bursts_are_retried_once_each(seaweedfs, s3, bucket, collectors) -> None:  # noqa: F811
     """The same on SeaweedFS: S3-shaped 503 SlowDown and 500 InternalError answers to uploads."""
     with HttpFaultProxy("127.0.0.1", s3_port(seaweedfs)) as proxy:
-        proxy.add(Rule(RESPOND, method="PUT", path=S3_OBJECT_PUT, status=503, code="SlowDown", times=3),
-                  Rule(RESPOND, method="PUT", path=S3_OBJECT_PUT, status=500, code="InternalError", times=1))
-        dc = collectors(f"s3://{bucket}", options(seaweedfs, endpoint_url=proxy.endpoint, timeout=5, retries=0),
-                        retries=5)
+        proxy.add(
+            Rule(RESPOND, method="PUT", path=S3_OBJECT_PUT, status=503, code="SlowDown", times=3),
+            Rule(RESPOND, method="PUT", path=S3_OBJECT_PUT, status=500, code="InternalError", times=1),
+        )
+        dc = collectors(
+            f"s3://{bucket}", options(seaweedfs, endpoint_url=proxy.endpoint, timeout=5, retries=0), retries=5
+        )
         collected = []
         for batch in range(3):
             ids = [f"r2s-{batch}-{i}" for i in range(40)]
