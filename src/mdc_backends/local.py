@@ -61,13 +61,8 @@ class LocalBackend:
         path = self._path(key)
         folder = os.path.dirname(path)
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+            tmp = _durable_temp(folder, data)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
@@ -118,13 +113,7 @@ class LocalBackend:
         path = self._path(key)
         folder = os.path.dirname(path)
         try:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            os.replace(_durable_temp(folder, data), path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(_marker_path(path))  # a replaced file is no longer an append log
             _fsync_dir(folder)
@@ -192,6 +181,21 @@ class LocalBackend:
             return path
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _durable_temp(folder: str, data: bytes) -> str:
+    """``data`` fsynced in a hidden temporary file of ``folder``, ready to be linked or renamed."""
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _alternative(path: str, header: bytes) -> str:
