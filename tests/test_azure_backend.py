@@ -634,8 +634,8 @@ def test_failing_storage_never_raises_into_collect(azurite, service, caplog) -> 
     assert not dc.flush(timeout=30)
     stats = dc.stats()
     assert stats["spooled"] == 3 and stats["dropped"] == {} and stats["written"] == 0 and stats["pending"] == 0
-    [line] = [r.getMessage() for r in caplog.records if r.name == "mdc" and f"model-{name}" in r.getMessage()]
-    assert "could not write 3 rows" in line and "HTTP 403" in line
+    [line] = [m for r in caplog.records if r.name == "mdc" and "could not write" in (m := r.getMessage())]
+    assert f"model-{name}" in line and "could not write 3 rows" in line and "HTTP 403" in line
     assert re.search(r"Authori[sz]ationFailure|AuthenticationFailed", line)
     assert list(service.get_container_client(name).list_blobs()) == []
 

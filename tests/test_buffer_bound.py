@@ -154,3 +154,62 @@ def test_batches_are_sealed_at_a_bounded_size(tmp_path, monkeypatch) -> None:
     assert dc.flush(timeout=30)
     sizes = [len(read_csv(p)) for p in data_files(tmp_path)]
     assert sum(sizes) == 30 and len(sizes) >= 3 and max(sizes) <= 12
+
+
+class GatedCreates(LocalBackend):
+    """The local backend in object-store mode (create-only batch files, spooled first) whose
+    uploads hang until the test opens the gate: a hung object store."""
+
+    def __init__(self, root: str):
+        super().__init__(root, {"append": False})
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def create(self, key, data):
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().create(key, data)
+
+
+def test_spill_moves_rows_to_the_spool_while_an_upload_hangs(tmp_path) -> None:
+    """spill with a hung object store: the flusher is stuck in an upload, yet memory stays
+    bounded and nothing is dropped, because the spiller seals queued rows into the local spool;
+    once storage answers, the replay uploads them, every row once."""
+    pipeline = get_pipeline()
+    saved = pipeline.max_bytes, pipeline.on_full
+    dc = ModelDataCollector("m", designation="inputs", feature_names=["i"], storage=tmp_path,
+                            storage_options={"append": False}, compaction="off")
+    backend = GatedCreates(str(tmp_path))
+    dc._route.sink.backend = backend
+    pipeline._spools[dc._route.sink.storage_label] = (dc._route.sink.spool, backend)
+    one_row = 9 * 16 + 64
+    pipeline.max_bytes, pipeline.on_full = 20 * one_row, "spill"
+    try:
+        stall(dc, backend)
+        for i in range(200):
+            dc.collect([i])
+            assert pipeline._buffered_bytes <= 2 * pipeline.max_bytes
+            if pipeline._buffered_bytes > pipeline.max_bytes:  # give the spiller its turn, as time would
+                assert wait_for(lambda: pipeline._buffered_bytes <= pipeline.max_bytes)
+        stats = dc.stats()
+        assert stats["dropped"] == {} and stats["spooled"] > 100, stats  # spilled, not dropped
+        assert not backend.gate.is_set() and data_files(tmp_path, "**/data-*.csv") == []  # nothing uploaded yet
+        status = dc.flush(timeout=0.5)
+        assert not status and status.spooled_rows == stats["spooled"], status
+    finally:
+        backend.gate.set()
+        pipeline.max_bytes, pipeline.on_full = saved
+    status = dc.flush(timeout=30)
+    assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
+    got = [int(r["i"]) for p in data_files(tmp_path, "**/data-*.csv") for r in read_csv(p)]
+    assert sorted(got) == [-1] + list(range(200))  # every row once
+    assert dc._route.sink.spool.bytes() == 0
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return condition()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -105,16 +106,20 @@ class Pipeline:
         self._pending_rows = 0
         self._buffered_bytes = 0  # queued + being written: what the bound limits
         self._inflight_bytes = 0
+        self._inflight: dict[str, int] = {}  # sealing thread -> lowest sequence number it holds
         self._space = threading.Condition(self.lock)
         self._next_id = 0
         self._seq = 0
         self._done_seq = 0
-        self._cycles = 0
+        self._started = 0  # flusher cycles begun
+        self._finished = 0  # the number of the last cycle that ended
         self._failures = 0
         self._done = threading.Condition(threading.Lock())
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._spill_wake = threading.Event()
+        self._spiller: threading.Thread | None = None
 
     # -- the caller's side -------------------------------------------------------------------
 
@@ -209,8 +214,9 @@ class Pipeline:
             def fits() -> bool:
                 return self._buffered_bytes + size <= self.max_bytes or not (self._queue or self._inflight_bytes)
             return self._space.wait_for(fits, self.block_timeout)
-        # spill: the flusher seals batches and moves them out of memory (to storage, or the spool)
-        # as fast as it can; past twice the bound, collect() outruns it and new rows are refused.
+        # spill: a second thread seals queued batches into the local spool (the flusher may be
+        # stuck in an upload); past twice the bound, collect() outruns both and rows are refused.
+        self._start_spiller()
         return self._buffered_bytes + size <= 2 * self.max_bytes
 
     def _refused(self, route: Route, rows: int) -> Stamp:
@@ -230,23 +236,25 @@ class Pipeline:
         self._log.log(logging.WARNING, f"drop:{reason}", "mdc dropped %d rows of %s: %s", rows, route.name, reason)
 
     def flush(self, timeout: float | None = None, route: Route | None = None) -> bool:
-        """Wait until everything accepted before this call is handled, and, when ``route`` has
-        batches in a spool, until one more replay was tried. ``True`` if nothing failed meanwhile;
-        ``False`` if ``timeout`` ran out or a write failed (the collector's status says which rows)."""
+        """Wait until everything accepted before this call is handled, and, when ``route`` then
+        has batches in a spool, until a replay begun after that was tried. ``True`` if nothing
+        failed meanwhile; ``False`` if ``timeout`` ran out or a write failed (the collector's
+        status says which rows)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             target, failures = self._seq, self._failures
-        spooled = route is not None and route.spooled > 0
-        if self._done_seq >= target and not spooled:
+        if self._done_seq >= target and not (route is not None and route.spooled):
             return True
         if threading.current_thread() is self._thread:
             return False  # a flush from inside a backend would wait for itself
         self._start()
         with self._done:
-            cycles = self._cycles
             self._wake.set()
-            done = self._done.wait_for(
-                lambda: self._done_seq >= target and (not spooled or self._cycles > cycles), timeout
-            )
+            done = self._done.wait_for(lambda: self._done_seq >= target, _left(deadline))
+            if done and route is not None and route.spooled:
+                begun = self._started
+                self._wake.set()
+                done = self._done.wait_for(lambda: self._finished > begun, _left(deadline))
         return done and self._failures == failures
 
     def flush_for_signal(self, timeout: float) -> bool:
@@ -284,6 +292,23 @@ class Pipeline:
             self._thread = threading.Thread(target=self._run, name="mdc-flusher", daemon=True)
             self._thread.start()
 
+    def _start_spiller(self) -> None:
+        """Wake the spill thread, made on the first overflow (called holding the lock)."""
+        if self._spiller is None:
+            self._spiller = threading.Thread(target=self._spill_run, name="mdc-spiller", daemon=True)
+            self._spiller.start()
+        self._spill_wake.set()
+
+    def _spill_run(self) -> None:
+        while True:
+            self._spill_wake.wait()
+            self._spill_wake.clear()
+            try:
+                while self._seal_and_write("spiller"):
+                    pass
+            except Exception:  # like the flusher, it must survive anything
+                logger.exception("mdc spill failed")
+
     def _run(self) -> None:
         while True:
             self._wake.wait(self.interval)
@@ -294,52 +319,72 @@ class Pipeline:
                 logger.exception("mdc flusher cycle failed")
 
     def _cycle(self) -> None:
+        with self._done:
+            self._started += 1
+            number = self._started
         if self._spools:
             self._replay()
         while self._seal_and_write():
             pass
         with self._done:
-            self._cycles += 1
+            self._finished = number
             self._done.notify_all()
 
-    def _seal_and_write(self) -> bool:
+    def _seal_and_write(self, who: str = "flusher") -> bool:
         """Seal up to ``MAX_BATCH_ROWS`` queued rows into a batch and write it; True if more wait.
 
-        Bounded batches keep objects a sensible size and free memory as they go, under any load."""
+        Bounded batches keep objects a sensible size and free memory as they go, under any load.
+        The spiller (``who="spiller"``) takes batches only while the buffer is over half its
+        bound, only for collectors with a spool, and only puts them in the spool: the flusher's
+        replay uploads them, so a hung upload cannot hold memory."""
+        spill = who == "spiller"
         with self.lock:
             chunks: list[Chunk] = []
             rows = size = 0
-            while self._queue and rows < MAX_BATCH_ROWS:
-                chunk = self._queue.popleft()
-                chunks.append(chunk)
-                rows += chunk[1].rows
-                size += chunk[3]
+            if not spill or self._buffered_bytes > self.max_bytes // 2:
+                while self._queue and rows < MAX_BATCH_ROWS:
+                    if spill and not _spillable(self._queue[0][0].sink):
+                        break
+                    chunk = self._queue.popleft()
+                    chunks.append(chunk)
+                    rows += chunk[1].rows
+                    size += chunk[3]
+            if spill and not chunks:
+                return False
             self._pending_rows -= rows
-            self._inflight_bytes = size
+            self._inflight_bytes += size
+            if chunks:
+                self._inflight[who] = chunks[0][4]
             more = bool(self._queue)
-            upto = chunks[-1][4] if more else self._seq
         try:
             if chunks:
-                self._write(chunks)
+                self._write(chunks, spill)
         finally:
             with self.lock:
-                self._buffered_bytes -= self._inflight_bytes
-                self._inflight_bytes = 0
+                self._buffered_bytes -= size
+                self._inflight_bytes -= size
+                self._inflight.pop(who, None)
+                # everything below the lowest sequence number still queued or being written is done
+                lows = list(self._inflight.values())
+                if self._queue:
+                    lows.append(self._queue[0][4])
+                upto = min(lows) - 1 if lows else self._seq
                 self._space.notify_all()
             with self._done:
                 self._done_seq = max(self._done_seq, upto)
                 self._done.notify_all()
         return more
 
-    def _write(self, chunks: Iterable[Chunk]) -> None:
+    def _write(self, chunks: Iterable[Chunk], spill: bool = False) -> None:
         by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
         for route, taken, stamp, _, _ in chunks:
             by_route.setdefault(route, []).append((taken, stamp))
         for route, items in by_route.items():
+            spilled = functools.partial(self._spilled, route) if spill else None
             for table in self._tables(route, items):
                 done = 0
                 try:
-                    for rows, key, error, kept in write(route.sink, table):
+                    for rows, key, error, kept in write(route.sink, table, spilled):
                         done += rows
                         self._account(route, rows, key, error, kept=kept)
                 except Exception as exc:  # nothing may stay pending forever: count the rest
@@ -358,13 +403,24 @@ class Pipeline:
             except Exception as exc:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
 
+    def _spilled(self, route: Route, rows: int) -> None:
+        """Count rows the spiller puts in the spool before the put (a replay may credit them as
+        soon as the file exists); a put that failed takes them back with ``-rows``."""
+        with self.lock:
+            route.spooled += rows
+        if rows > 0:
+            self._log.log(logging.WARNING, f"spill:{route.name}",
+                          "mdc buffer over its bound (%d bytes): %d rows of %s moved to the local spool, "
+                          "to be uploaded from there", self.max_bytes, rows, route.name)
+
     def _account(
         self, route: Route, rows: int, key: str, error: BaseException | None, reason: str = "storage_error",
         kept: bool = False,
     ) -> None:
         with self.lock:
             if error is None:
-                route.written += rows
+                if not kept:  # kept without an error: spilled, counted by _spilled
+                    route.written += rows
                 return
             self._failures += 1
             if kept:
@@ -496,6 +552,15 @@ def get_pipeline() -> Pipeline:
                 atexit.register(pipeline.shutdown, _env_float("MDC_EXIT_TIMEOUT", EXIT_TIMEOUT))
                 _pipeline = pipeline
     return _pipeline
+
+
+def _spillable(sink: Sink) -> bool:
+    """Whether the spiller may take this sink's rows: object-store batches with a live spool."""
+    return sink.spool is not None and not sink.spool.closed and not sink.appends and not sink.debug
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _env_float(name: str, default: float) -> float:

@@ -26,9 +26,11 @@ import pyarrow.compute as pc
 from mdc_core.batches import AML_TIMESTAMP
 from mdc_core.errors import BackendError
 from mdc_core.paths import HOUR, Layout, partition_path
+from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
+_log = RateLimitedLog(logger)
 
 MAX_BACKOFF = 30.0
 TERMINAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOENT, errno.ENOTSUP, errno.EEXIST})
@@ -117,9 +119,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=BatchNames.renew)
 
 
-def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException | None, bool]]:
+def write(
+    sink: Sink, table: pa.Table, spilled: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, str, BaseException | None, bool]]:
     """Write ``table``; yield ``(rows, key, error, kept)`` per partition: ``error`` is None on
-    success; ``kept`` says a failed batch is safe in the spool and will be replayed."""
+    success; ``kept`` says the batch is safe in the spool and will be replayed.
+
+    With ``spilled`` (the spill policy under memory pressure) a batch only goes to the spool,
+    ``kept`` with no error; ``spilled(rows)`` is called before the put, ``spilled(-rows)`` if
+    the spool refused it (then it is uploaded here, as usual)."""
     extension = sink.format_plugin.extension
     for seconds, part in partitions(table, sink.layout.boundary):
         key = partition_path(sink.layout, seconds, extension)
@@ -137,7 +145,14 @@ def write(sink: Sink, table: pa.Table) -> Iterator[tuple[int, str, BaseException
             written, error = _retrying(sink, functools.partial(backend.append, key, encoded.header, encoded.body))
         else:
             key, data = BatchNames.next(key), encoded.header + encoded.body
+            if spilled is not None:
+                spilled(part.num_rows)
             entry = _spool(sink, key, data, part.num_rows)
+            if spilled is not None:
+                if entry is not None:
+                    yield part.num_rows, key, None, True
+                    continue
+                spilled(-part.num_rows)
             written, error = _retrying(sink, functools.partial(_create, backend, key, data))
             if error is None:
                 if entry is not None:
@@ -160,8 +175,11 @@ def _spool(sink: Sink, key: str, data: bytes, rows: int) -> Any:
     try:
         return sink.spool.put([SpoolRecord(sink.storage_label, key, data, rows, sink.route_name)])
     except SpoolFull as exc:
-        logger.warning("mdc spool full (%s): uploading %s without a local copy", exc, key)
-        return None
+        _log.log(logging.WARNING, "spool:full", "mdc spool full (%s): uploading %s without a local copy", exc, key)
+    except OSError as exc:  # the spool's disk failed: the upload is still worth trying
+        _log.log(logging.ERROR, "spool:error", "mdc spool failed (%s: %s): uploading %s without a local copy",
+                 type(exc).__name__, exc, key)
+    return None
 
 
 def _note_for_compaction(sink: Sink, start: int) -> None:
