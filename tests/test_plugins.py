@@ -374,7 +374,7 @@ def test_plugin_that_fails_to_import_is_logged_and_skipped(
     assert registry.backend("local").name == "local"
     assert registry.format("csv").name == "csv"
     with pytest.raises(UnknownPluginError, match="broken: ModuleNotFoundError"):
-        registry.format("parquet")
+        registry.format("avro")
 
 
 def test_plugin_whose_hook_raises_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
@@ -403,7 +403,7 @@ def test_blocked_plugin_is_removed_and_lookup_lists_known_names(
     registry = get_registry()
     assert "jsonl" not in registry.formats
     assert "mdc_example_plugin.jsonl" not in sys.modules
-    assert set(registry.formats) == {"csv"}
+    assert set(registry.formats) == {"csv", "parquet"}
     assert "memdir" in registry.backends  # the same package's other entry point is unaffected
     assert dict(registry.failed) == {}
     with pytest.raises(UnknownPluginError) as caught:
@@ -412,9 +412,9 @@ def test_blocked_plugin_is_removed_and_lookup_lists_known_names(
     assert isinstance(caught.value, ValueError)
     message = str(caught.value)
     assert "'jsonl'" in message
-    assert "known formats: csv" in message
+    assert "known formats: csv, parquet" in message
     assert f"blocked by {BLOCK_ENV}: jsonl" in message
-    with pytest.raises(UnknownPluginError, match="known formats: csv"):
+    with pytest.raises(UnknownPluginError, match="known formats: csv, parquet"):
         ModelDataCollector("model", storage=str(tmp_path), format="jsonl")
 
 
@@ -430,8 +430,8 @@ def test_blocked_backend_frees_its_scheme(installed: Path, monkeypatch: pytest.M
 
 
 def test_blocking_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Built-ins are blocked like any plug-in: ``MDC_BLOCKED_PLUGINS=csv`` leaves no format."""
-    monkeypatch.setenv(BLOCK_ENV, "csv")
+    """Built-ins are blocked like any plug-in: ``MDC_BLOCKED_PLUGINS=csv,parquet`` leaves no format."""
+    monkeypatch.setenv(BLOCK_ENV, "csv,parquet")
     registry = get_registry()
     assert dict(registry.formats) == {}
     with pytest.raises(UnknownPluginError, match="known formats: none"):
@@ -483,7 +483,7 @@ def test_duplicate_entry_point_names_conflict(tmp_path: Path, monkeypatch: pytes
         build_registry()
     message = str(caught.value)
     assert "'csv'" in message and "'mdc'" in message and "'mdc-shadow'" in message
-    assert build_registry(blocked=["csv"]).formats == {}  # blocking the name is the way out
+    assert set(build_registry(blocked=["csv"]).formats) == {"parquet"}  # blocking the name is the way out
 
 
 def test_two_entry_points_for_one_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -586,5 +586,5 @@ def test_collector_refuses_unknown_scheme_and_format(tmp_path: Path) -> None:
     """``ModelDataCollector`` raises at construction for an unknown URL scheme or format name."""
     with pytest.raises(UnknownPluginError, match=r"gopher://.*file:// \(local\)"):
         ModelDataCollector("model", storage="gopher://host/rows")
-    with pytest.raises(UnknownPluginError, match="unknown format 'parquet'; known formats: csv"):
-        ModelDataCollector("model", storage=str(tmp_path), format="parquet")
+    with pytest.raises(UnknownPluginError, match="unknown format 'avro'; known formats: csv, parquet"):
+        ModelDataCollector("model", storage=str(tmp_path), format="avro")

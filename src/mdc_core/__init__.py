@@ -13,6 +13,7 @@ from mdc_core.errors import (
     MdcError,
     PluginConflictError,
     RowWidthError,
+    SchemaConflictError,
     UnknownPluginError,
     UnsupportedInputError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "NO_REQUEST_ID",
     "PluginConflictError",
     "RowWidthError",
+    "SchemaConflictError",
     "UnknownPluginError",
     "UnsupportedInputError",
     "hookimpl",

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from mdc_core.batches import Deployment
 from mdc_core.correlation import (
     IsoClock,
@@ -39,6 +41,7 @@ from mdc_core.settings import (
     resolve_storage,
 )
 from mdc_core.shapes import AML_COLUMNS, Kind, default_names, take
+from mdc_core.typecheck import TypeGuard
 from mdc_core.writer import Sink
 
 _ISO = IsoClock()
@@ -65,6 +68,8 @@ class ModelDataCollector:
         storage_options: Mapping[str, Any] | None = None,
         format: str = "csv",
         format_options: Mapping[str, Any] | None = None,
+        schema: pa.Schema | None = None,
+        schema_mode: str = "evolve",
         boundary: str | None = None,
         enabled: bool | None = None,
         debug: bool | None = None,
@@ -85,6 +90,15 @@ class ModelDataCollector:
         self.model_version = identity.version
         self.collection_name = collection_name
         self.feature_names = _check_feature_names(feature_names)
+        self.schema = _check_schema(schema, self.feature_names)
+        if self.schema is not None and self.feature_names is None:
+            self.feature_names = tuple(self.schema.names)
+        if schema_mode not in ("evolve", "strict"):
+            raise ConfigurationError(
+                f"schema_mode={schema_mode!r}: use 'evolve' (a batch of conflicting types is written as a "
+                "new schema version, with a warning) or 'strict' (collect() raises SchemaConflictError)"
+            )
+        self._guard = TypeGuard(self.schema) if schema_mode == "strict" else None
         self.boundary = resolve_boundary(boundary)
         if not isinstance(pad_dates, bool):
             raise ConfigurationError(f"pad_dates must be True or False, got {pad_dates!r}")
@@ -116,10 +130,13 @@ class ModelDataCollector:
         backend = None if self.debug else get_pipeline().backend(backend_plugin, storage_cfg.url, storage_cfg.options)
         # An instance may declare less than its plug-in (e.g. the local backend with append=False).
         capabilities = getattr(backend, "capabilities", backend_plugin.capabilities)
+        fmt = format_plugin.factory(dict(format_options or {}))
+        if self.schema is not None and hasattr(fmt, "use_schema"):
+            fmt.use_schema(self.schema)
         sink = Sink(
             layout=layout,
             format_plugin=format_plugin,
-            format=format_plugin.factory(dict(format_options or {})),
+            format=fmt,
             backend=backend,
             capabilities=capabilities,
             debug=self.debug,
@@ -132,7 +149,7 @@ class ModelDataCollector:
             and not sink.appends
             and not sink.debug
             and Capability.MAINTAIN in capabilities
-            and hasattr(sink.format, "compact")
+            and (hasattr(sink.format, "compact") or hasattr(sink.format, "merge"))
         ):
             sink.compactor = get_pipeline().compactor
         deployment = Deployment(
@@ -174,6 +191,8 @@ class ModelDataCollector:
             self._fix_columns(taken.names, taken.width, taken.carried)
         elif taken.kind is not Kind.ARROW and taken.kind is not Kind.PANDAS and taken.names is not None:
             _check_names(taken.names[: taken.width], route.columns)
+        if self._guard is not None:
+            self._guard.check(taken, route.columns or ())
         if self._closed:
             self._pipeline.drop(route, taken.rows, "closed")
             return {}
@@ -280,6 +299,23 @@ def _check_names(names: tuple[str, ...], columns: tuple[str, ...]) -> None:
             f"the data names {', '.join(unknown) or 'no unknown features'} and lacks "
             f"{', '.join(missing) or 'nothing'}: its keys must be the collector's features ({', '.join(columns)})"
         )
+
+
+def _check_schema(schema: Any, names: tuple[str, ...] | None) -> pa.Schema | None:
+    """``schema=`` must be a pyarrow schema of exactly the features (``$aml_`` columns are mdc's)."""
+    if schema is None:
+        return None
+    if not isinstance(schema, pa.Schema):
+        raise ConfigurationError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
+    _check_feature_names(schema.names)
+    if names is not None and set(schema.names) != set(names):
+        missing = [n for n in names if n not in schema.names]
+        extra = [n for n in schema.names if n not in names]
+        raise ConfigurationError(
+            f"schema= does not match feature_names: it lacks {missing or 'nothing'} and has {extra or 'nothing'} "
+            "extra; give one type per feature (names starting with '$aml_' are mdc's own)"
+        )
+    return pa.schema([schema.field(n) for n in (names or schema.names)])
 
 
 def _check_feature_names(names: Sequence[str] | None) -> tuple[str, ...] | None:

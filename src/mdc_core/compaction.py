@@ -42,11 +42,38 @@ LOCK_TTL = 600.0
 
 
 class Compactable(Protocol):
-    """A format that can merge its own files (CSV can; see ``mdc_formats.csv``)."""
+    """A format that can merge its own files (CSV can; see ``mdc_formats.csv``).
+
+    A format may also offer ``merge(parts, outputs) -> list[Merged]``, which says which parts
+    went into each output (Parquet's outputs unify several schemas, so headers cannot tell)."""
 
     def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
         """Merge whole files into one per distinct header, rows in scoring-time order."""
         ...
+
+
+@dataclass(frozen=True)
+class Merged:
+    """One file merged by a format: its bytes, the key naming it when it is not the main file
+    (``data-<hash8(key)>.<ext>``), and the indices of the parts it holds."""
+
+    data: bytes
+    key: bytes
+    sources: tuple[int, ...]
+
+
+def merge(fmt: Any, parts: Sequence[bytes], outputs: int = 0) -> list[Merged]:
+    """``fmt.merge`` when the format has it; else ``compact``, whose outputs are matched to their
+    parts by header (the longest header a part starts with)."""
+    if hasattr(fmt, "merge"):
+        return list(fmt.merge(parts, outputs))
+    encoded = list(fmt.compact(parts))
+    sources: list[list[int]] = [[] for _ in encoded]
+    for i, data in enumerate(parts):
+        matches = [j for j, e in enumerate(encoded) if data and data.startswith(e.header)]
+        if matches:
+            sources[max(matches, key=lambda j: len(encoded[j].header))].append(i)
+    return [Merged(e.header + e.body, e.header, tuple(s)) for e, s in zip(encoded, sources)]
 
 
 def batch_pattern(stem: str, extension: str) -> re.Pattern[str]:
@@ -126,33 +153,30 @@ def _compact_locked(
         backend.delete(folder + MANIFEST)
         result.skipped = result.skipped or "no batches"
         return
-    existing = {
-        k
-        for k in listing
-        if k == main or re.match(rf"^{re.escape(stem)}-[0-9a-f]{{8}}\.{re.escape(extension)}$", k[len(folder) :])
-    }
-    parts = {key: backend.read(key) for key in sorted(existing)}
-    merged_by_header: dict[bytes, list[str]] = {}
-    contents: list[bytes] = []
+    sibling = re.compile(rf"^{re.escape(stem)}-[0-9a-f]{{8}}\.{re.escape(extension)}$")
+    existing = sorted((k for k in listing if k == main or sibling.match(k[len(folder) :])), key=lambda k: k != main)
+    parts = {key: backend.read(key) for key in existing}
+    inputs = [(key, data) for key, data in parts.items() if data]  # the main file first
+    n_outputs = len(inputs)
     for key in batches:
         data = backend.read(key)
-        if data is None:
-            continue  # deleted by someone else meanwhile
-        contents.append(data)
-        merged_by_header.setdefault(_header_of(data), []).append(key)
+        if data is not None:  # else deleted by someone else meanwhile
+            inputs.append((key, data))
     outputs: dict[str, dict[str, Any]] = {}
     plan: dict[str, bytes] = {}
-    main_header = _header_of(parts[main]) if parts.get(main) else None
-    for encoded in fmt.compact([p for p in parts.values() if p] + contents):
-        name = main if main_header in (None, encoded.header) else folder + sibling_name(stem, extension, encoded.header)
-        if main_header is None:
-            main_header = encoded.header
-        data = encoded.header + encoded.body
-        plan[name] = data
+    for out in merge(fmt, [data for _, data in inputs], n_outputs):
+        earlier = [inputs[i][0] for i in out.sources if i < n_outputs]
+        if earlier:
+            name = earlier[0]
+        elif main not in plan and not parts.get(main):
+            name = main
+        else:
+            name = folder + sibling_name(stem, extension, out.key)
+        plan[name] = out.data
         outputs[name] = {
             "before": _digest(parts.get(name)),
-            "after": _digest(data),
-            "batches": merged_by_header.get(encoded.header, []),
+            "after": _digest(out.data),
+            "batches": [inputs[i][0] for i in out.sources if i >= n_outputs],
         }
     backend.put(folder + MANIFEST, json.dumps({"outputs": outputs}, indent=1).encode())
     for name, data in plan.items():
@@ -162,13 +186,6 @@ def _compact_locked(
     backend.delete(folder + MANIFEST)
     result.merged = batches
     result.outputs = sorted(plan)
-
-
-def _header_of(data: bytes | None) -> bytes:
-    if not data:
-        return b""
-    end = data.find(b"\n")
-    return data if end < 0 else data[: end + 1]
 
 
 def _digest(data: bytes | None) -> str:

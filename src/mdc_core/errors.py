@@ -11,6 +11,8 @@ Misuse raises at once, where the mistake is made; storage trouble never reaches 
     │   └── PluginConflictError           two plug-ins claim the same name or URL scheme
     ├── UnsupportedInputError(TypeError)  ``collect()`` got a type it cannot store
     ├── RowWidthError(ValueError)         a row with more or fewer values than the collector's columns
+    ├── SchemaConflictError(ValueError)   with ``schema_mode="strict"``, values whose type conflicts
+    │                                     with the collector's schema (mdc_core.typecheck)
     ├── BackendError(OSError)             a backend could not write; raised by backends, caught,
     │                                     counted and logged by the flusher, never by ``collect()``
     └── SpoolFull(OSError)                the local spool is at its byte cap or its disk is full
@@ -49,6 +51,10 @@ class UnsupportedInputError(MdcError, TypeError):
 
 class RowWidthError(MdcError, ValueError):
     """A row's number of values differs from the collector's number of columns."""
+
+
+class SchemaConflictError(MdcError, ValueError):
+    """A strict collector got values of a type its schema cannot hold (text in a float column)."""
 
 
 class BackendError(MdcError, OSError):

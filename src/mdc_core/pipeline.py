@@ -28,6 +28,7 @@ from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
+from mdc_core.sealing import Holder, seal_rows
 from mdc_core.settings import positive_number
 from mdc_core.shapes import N_AML, Kind, Taken
 from mdc_core.writer import Sink, _create, write
@@ -103,6 +104,8 @@ class Pipeline:
     def _init_state(self) -> None:
         self.lock = threading.Lock()
         self._queue: collections.deque[Chunk] = collections.deque()
+        self._holder = Holder()  # chunks of formats that seal larger, longer batches (Parquet)
+        self._seal_upto = 0  # flush() wants everything up to this sequence number sealed now
         self._pending_rows = 0
         self._buffered_bytes = 0  # queued + being written: what the bound limits
         self._inflight_bytes = 0
@@ -243,6 +246,7 @@ class Pipeline:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             target, failures = self._seq, self._failures
+            self._seal_upto = max(self._seal_upto, target)
         if self._done_seq >= target and not (route is not None and route.spooled):
             return True
         if threading.current_thread() is self._thread:
@@ -259,7 +263,7 @@ class Pipeline:
 
     def flush_for_signal(self, timeout: float) -> bool:
         """``flush`` for a signal handler: takes no lock the interrupted code may hold."""
-        target = self._seq
+        target = self._seal_upto = self._seq
         if self._done_seq >= target or self._thread is None:
             return self._done_seq >= target
         self._wake.set()
@@ -341,8 +345,11 @@ class Pipeline:
         with self.lock:
             chunks: list[Chunk] = []
             rows = size = 0
+            if not spill:
+                self._pending_rows += self._holder.sort(self._queue, self._seal_upto,
+                                                        self._buffered_bytes > self.max_bytes // 2)
             if not spill or self._buffered_bytes > self.max_bytes // 2:
-                while self._queue and rows < MAX_BATCH_ROWS:
+                while self._queue and rows < max(MAX_BATCH_ROWS, seal_rows(self._queue[0][0])):
                     if spill and not _spillable(self._queue[0][0].sink):
                         break
                     chunk = self._queue.popleft()
@@ -365,7 +372,7 @@ class Pipeline:
                 self._inflight_bytes -= size
                 self._inflight.pop(who, None)
                 # everything below the lowest sequence number still queued or being written is done
-                lows = list(self._inflight.values())
+                lows = list(self._inflight.values()) + self._holder.lowest()
                 if self._queue:
                     lows.append(self._queue[0][4])
                 upto = min(lows) - 1 if lows else self._seq
@@ -504,7 +511,7 @@ class Pipeline:
     def shutdown(self, timeout: float = EXIT_TIMEOUT) -> bool:
         """Flush what is queued, then close the backends (at interpreter exit)."""
         with self.lock:
-            empty = not self._queue
+            empty = not self._queue and not self._holder
         done = True if empty else self.flush(timeout)
         for spool, _ in list(self._spools.values()):
             spool.close()  # what is left is adopted and replayed by the next process
