@@ -21,8 +21,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
@@ -112,9 +114,9 @@ def main() -> None:
                 ("local (append=False)", lambda: (os.path.join(work, "objects"), {"append": False}, lambda: None))
             )
         if "azure" in wanted:
-            cases.append(("azure (Azurite)", lambda: _azurite(work)))
+            cases.append(("azure (Azurite)", lambda: _server("azurite", work)))
         if "s3" in wanted:
-            cases.append(("s3 (SeaweedFS)", lambda: _seaweed(work)))
+            cases.append(("s3 (SeaweedFS)", lambda: _server("seaweedfs", work)))
         for name, setup in cases:
             url, options, stop = setup()
             try:
@@ -132,31 +134,12 @@ def main() -> None:
         sys.exit(1)
 
 
-def _azurite(work: str):
-    from azure.storage.blob import BlobServiceClient
+def _server(kind: str, work: str):
+    """Start Azurite or SeaweedFS as the suite does; a bucket/container ``bench`` is made."""
+    from suite import start_backends
 
-    import servers
-
-    server = servers.start_azurite(os.path.join(work, "azurite"))
-    BlobServiceClient.from_connection_string(server.connection_string).create_container("bench")
-    return "abfs://bench", {"connection_string": server.connection_string}, server.stop
-
-
-def _seaweed(work: str):
-    import boto3
-
-    import servers
-
-    server = servers.start_seaweedfs(os.path.join(work, "seaweed"))
-    boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=server.access_key,
-        aws_secret_access_key=server.secret_key,
-        region_name=server.region,
-    ).create_bucket(Bucket="bench")
-    options = {"endpoint_url": server.endpoint_url, "key": server.access_key, "secret": server.secret_key}
-    return "s3://bench", options, server.stop
+    backend = start_backends([kind], Path(work))[kind]
+    return backend.url("throughput"), backend.options, backend.stop
 
 
 if __name__ == "__main__":
