@@ -14,6 +14,7 @@ Options (``format_options``), all optional:
 ``compression_level`` ``None`` the codec's level (``None``: the codec's default)
 ``dictionary``      ``auto``   ``auto``: dictionary-encode every column but floats and the
                                unique ids; ``True``/``False``: all or none
+``byte_stream_split`` ``True`` split float columns' bytes into streams before compressing
 ``seal_rows``       500000     seal a batch once a collector has this many rows waiting ...
 ``seal_seconds``    60         ... or its oldest waiting rows are this old (flush() seals now)
 ``row_group_bytes`` 128 MiB    compaction's row-group target (Arrow's in-memory size)
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": None,
     "dictionary": "auto",
+    "byte_stream_split": True,
     "seal_rows": 500_000,
     "seal_seconds": 60.0,
     "row_group_bytes": 128 << 20,
@@ -60,6 +62,7 @@ class ParquetFormat:
         self.dictionary = opts["dictionary"]
         if self.dictionary not in ("auto", True, False):
             raise ValueError(f"dictionary={self.dictionary!r}: use 'auto', True or False")
+        self.byte_stream_split = bool(opts["byte_stream_split"])
         self.seal_rows = _positive(opts["seal_rows"], "seal_rows", int)
         self.seal_seconds = _positive(opts["seal_seconds"], "seal_seconds", float)
         self.row_group_bytes = _positive(opts["row_group_bytes"], "row_group_bytes", int)
@@ -135,6 +138,9 @@ class ParquetFormat:
             compression=self.compression,
             compression_level=self.compression_level,
             use_dictionary=self._dictionary(table.schema),
+            use_byte_stream_split=[f.name for f in table.schema if pa.types.is_floating(f.type)]
+            if self.byte_stream_split
+            else False,
             write_statistics=True,
             write_page_index=True,
             store_schema=True,

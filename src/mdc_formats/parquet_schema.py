@@ -19,14 +19,15 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from mdc_core.ratelimit import RateLimitedLog
 
 logger = logging.getLogger("mdc.parquet")
-_log = RateLimitedLog(logger)
 
 VERSION_KEY = b"mdc.schema_version"
 _EXACT_INT = 2**53
@@ -43,6 +44,13 @@ def unify(schemas: Iterable[pa.Schema]) -> pa.Schema:
     (or ``pa.ArrowInvalid``) when a column's types cannot meet (text and numbers)."""
     plain = [s.remove_metadata() for s in schemas]
     return pa.unify_schemas(plain, promote_options="permissive")
+
+
+def union_schema(paths: Iterable[str], filesystem: Any = None) -> pa.Schema:
+    """The schema all of ``paths`` read into, from their footers only: pass it to
+    ``pyarrow.dataset.dataset(paths, schema=...)`` or ``pandas.read_parquet(..., schema=...)``
+    so columns that some files lack come back as nulls instead of being dropped."""
+    return unify(pq.read_schema(p, filesystem=filesystem) for p in paths)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -76,8 +84,10 @@ class SchemaPin:
         """A pin from ``schema=`` is the user's contract: it never widens, it only conflicts."""
         self.versions: list[str] = []
         """The schema versions this collector has written, oldest first."""
+        self._log = RateLimitedLog(logger)  # per collector: each one's first conflict is seen
 
     def resolve(self, table: pa.Table) -> Resolved:
+        table = pa.table([_plain_type(c) for c in table.columns], names=table.column_names)
         if self.pinned is None:
             self.pinned = table.schema.remove_metadata()
         pinned = {f.name: f for f in self.pinned}
@@ -100,7 +110,7 @@ class SchemaPin:
             kept = {f.name for f in keep}
             self.pinned = pa.schema([*keep, *(f for f in self.pinned if f.name not in kept)])
         if conflicts:
-            _log.log(logging.WARNING, f"conflict:{','.join(conflicts)}",
+            self._log.log(logging.WARNING, f"conflict:{','.join(conflicts)}",
                      "mdc: column(s) %s hold values of another type than the collector's schema (%s); "
                      "the batch is written as a new schema version", ", ".join(conflicts),
                      ", ".join(f"{n}: {pinned[n].type}" for n in conflicts))
@@ -130,6 +140,17 @@ def _meet(pinned: pa.DataType, column: pa.ChunkedArray | pa.Array, explicit: boo
     if pa.types.is_integer(pinned) and pa.types.is_floating(met):
         return pa.float64()  # ints meet floats as float64, whatever their widths
     return met
+
+
+def _plain_type(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text as ``string`` whatever its Arrow layout (pandas' large_string, categoricals), so
+    files of one collector agree whichever input the rows came from."""
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column, t = column.cast(t.value_type), t.value_type
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return column.cast(pa.string())
+    return column
 
 
 def _numeric(t: pa.DataType) -> bool:
