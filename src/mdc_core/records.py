@@ -87,7 +87,13 @@ class Encoded:
 
 @runtime_checkable
 class Format(Protocol):
-    """Turns a batch (an Arrow table) into bytes."""
+    """Turns a batch (an Arrow table) into bytes.
+
+    Optional extras, found with ``getattr`` (see ``docs/formats.md``): ``seal_rows`` and
+    ``seal_seconds`` ask the flusher for larger, longer batches; ``use_schema(schema)`` receives
+    the collector's ``schema=``; ``compact(parts)`` or ``merge(parts, outputs)`` lets compaction
+    merge a closed partition's files.
+    """
 
     def encode(self, table: pa.Table) -> Encoded:
         """Serialise ``table``; the header depends only on the column names and types."""
