@@ -270,3 +270,19 @@ class _FailingDelete:
 
 def _first_stamp(path: str) -> Any:
     return pq.read_table(path).column("$aml_dc_scoring_timestamp")[0].as_py()
+
+
+def test_mdc_compact_command_handles_parquet(tmp_path: Path) -> None:
+    """`mdc compact URL --include-open` turns today's Parquet batch files into data.parquet."""
+    from mdc_core.cli import main as mdc_main
+
+    with ModelDataCollector("best_model", "inputs", ["v"], storage=str(tmp_path), format="parquet",
+                            compaction="off") as dc:
+        for i in range(3):
+            dc.collect([[i]])
+            assert dc.flush(timeout=60)
+    assert len(files(tmp_path, "**/*.parquet")) == 3
+    assert mdc_main(["compact", str(tmp_path), "--include-open"]) == 0
+    (path,) = files(tmp_path, "**/*.parquet")
+    assert Path(path).name == "data.parquet"
+    assert pq.read_table(path).column("v").to_pylist() == [0, 1, 2]
