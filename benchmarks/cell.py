@@ -107,7 +107,8 @@ def _v1(spec: dict) -> tuple[Callable[[int], tuple], Callable[[float], dict]]:
         return inputs.collect(x)
 
     def second(y: Any, ctx: Any) -> Any:
-        return preds.collect(y, ctx) if isinstance(ctx, str) else preds.collect(y)
+        # Its documented way to correlate: add the inputs' correlation columns, then collect.
+        return preds.collect(preds.add_correlations(y, ctx) if ctx else y)
 
     def finish(_timeout: float) -> dict:
         # It commits its block blobs only when the process shuts down: the suite times that.
@@ -127,6 +128,7 @@ def run(spec: dict, go: Callable[[], None]) -> dict:
     warm = workload.closed_loop(request_for, pools, 0.0, max_iterations=WARMUP)
     cpu0 = _cpu()
     loop = workload.closed_loop(request_for, pools, spec["seconds"], go=go, max_iterations=spec.get("iterations"))
+    last_call_wall = time.time() - (time.perf_counter() - loop.last_call_end)
     done = finish(spec.get("flush_timeout", 600.0))
     durable_at = time.perf_counter()
     result: dict[str, Any] = {
@@ -139,6 +141,7 @@ def run(spec: dict, go: Callable[[], None]) -> dict:
         "rows_collected": 2 * rows * (loop.iterations + warm.iterations),
         "seconds": loop.seconds,
         "durable_s": durable_at - loop.last_call_end,
+        "last_call_wall": last_call_wall,
         "cpu_s": _cpu() - cpu0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         **done,

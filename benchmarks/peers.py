@@ -30,22 +30,26 @@ class PeerUnavailable(RuntimeError):
     """A peer could not be installed or started; the message says why (it goes into the report)."""
 
 
-def venv_python(name: str, requirements: list[str], timeout: float = 600.0) -> Path:
-    """The python of ``.cache/bench/venv-<name>``, created and filled with ``requirements`` once."""
+def venv_python(name: str, requirements: list[str], no_deps: list[str] = (), timeout: float = 600.0) -> Path:
+    """The python of ``.cache/bench/venv-<name>``, created and filled with ``requirements`` once
+    (and ``no_deps``, installed without their dependencies)."""
     home = CACHE / f"venv-{name}"
     python = home / "bin" / "python"
     stamp = home / ".requirements"
-    wanted = "\n".join(requirements)
+    wanted = "\n".join([*requirements, "--no-deps", *no_deps])
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     venv.EnvBuilder(with_pip=True, clear=True).create(home)
-    cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise PeerUnavailable(f"pip install {' '.join(requirements)} took over {timeout:.0f}s") from exc
-    if done.returncode != 0:
-        raise PeerUnavailable(f"pip install {' '.join(requirements)} failed:\n{done.stderr[-2000:]}")
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    for cmd in ([*pip, *requirements], [*pip, "--no-deps", *no_deps] if no_deps else None):
+        if cmd is None:
+            continue
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise PeerUnavailable(f"{' '.join(cmd[3:])} took over {timeout:.0f}s") from exc
+        if done.returncode != 0:
+            raise PeerUnavailable(f"{' '.join(cmd[3:])} failed:\n{done.stderr[-2000:]}")
     stamp.write_text(wanted)
     return python
 

@@ -354,6 +354,7 @@ class Suite:
             result["rows_read_back"] = self.sink.total()  # rows the sidecar received
         else:
             result["rows_read_back"] = parts[0].get("rows_read_back", 0)
+            result["read_back_by_designation"] = parts[0].get("read_back_by_designation")
         delivered = result["rows_read_back"]
         expected = result["rows_collected"] - (result["refused"] or 0)
         result["lost"] = expected - delivered
