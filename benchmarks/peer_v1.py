@@ -35,7 +35,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import peers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import peers  # noqa: E402
+
+from faultproxy import _pump as _pipe  # noqa: E402  (one direction of a TCP relay)
 
 V1_REQUIREMENTS = ["numpy", "pandas"]
 V1_PACKAGE = "azureml-monitoring==0.1.0a21"
@@ -113,20 +117,6 @@ class Md5Proxy:
         self._stopped = True
         with contextlib.suppress(OSError):
             self._listener.close()
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while True:
-            data = src.recv(65536)
-            if not data:
-                break
-            dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
 
 def _run(cmd: list[str], cwd: str | None = None) -> None:
