@@ -213,3 +213,20 @@ def wait_for(condition, timeout: float = 30.0) -> bool:
             return True
         done.wait(0.01)
     return condition()
+
+
+def test_the_age_of_the_oldest_row_in_memory_is_reported(bounded) -> None:
+    """While the sink is stalled, stats() says how old the oldest unwritten row is (by the
+    pipeline's clock, checked with an explicit 'now'); once written, there is none."""
+    import time
+
+    dc, backend, pipeline, root = bounded
+    stall(dc, backend)
+    dc.collect([1])
+    now = time.time()
+    age = pipeline.oldest_pending_age(now=now + 100)
+    assert age is not None and 100 <= age < 100 + 60  # the stalled row, collected moments ago
+    assert dc.stats()["oldest_pending_age_s"] is not None
+    backend.gate.set()
+    assert dc.flush(timeout=30)
+    assert pipeline.oldest_pending_age() is None and dc.stats()["oldest_pending_age_s"] is None

@@ -122,3 +122,45 @@ def test_replay_after_upload_but_before_removal_creates_no_duplicate(tmp_path) -
     assert restarted.returncode == 0, restarted.stderr
     assert restarted.stdout.split() == ["2"]  # replayed (found delivered)
     assert rows(tmp_path) == ["after restart", "first", "second"]
+
+
+def full_disk_opener(path, mode="r", *args, **kwargs):
+    """An opener for the spool whose files cannot be written: the disk is full."""
+    full_disk_opener.calls += 1
+    raise OSError(errno.ENOSPC, "No space left on device", path)
+
+
+full_disk_opener.calls = 0
+
+
+def test_a_full_spool_disk_uploads_without_a_local_copy(tmp_path, caplog) -> None:
+    """The spool's disk is full (ENOSPC from its file opener): the flusher neither crashes nor
+    drops; it uploads each batch without a local copy and says so in the log."""
+    dc = ModelDataCollector(
+        "m", designation="inputs", storage=tmp_path, storage_options={"append": False}, compaction="off"
+    )
+    dc._route.sink.spool._opener = full_disk_opener
+    full_disk_opener.calls = 0
+    for i in range(3):
+        dc.collect([f"a{i}"])
+        assert dc.flush(timeout=30)
+    assert full_disk_opener.calls == 3  # every batch really met the full disk
+    assert rows(tmp_path) == ["a0", "a1", "a2"] and dc.stats()["dropped"] == {}
+    assert any("spool disk full" in r.getMessage() and "without a local copy" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_full_spool_disk_and_an_outage_count_the_rows_as_dropped(tmp_path) -> None:
+    """With nowhere to keep them (spool disk full) and storage down, the rows are counted as
+    dropped with a reason, never lost silently or retried forever."""
+    dc = ModelDataCollector(
+        "m", designation="inputs", storage=tmp_path, storage_options={"append": False}, compaction="off"
+    )
+    outage = Outage(str(tmp_path))
+    dc._route.sink.backend = outage
+    dc._route.sink.backoff = 0.001
+    dc._route.sink.spool._opener = full_disk_opener
+    dc.collect([["x"], ["y"]])
+    status = dc.flush(timeout=30)
+    assert not status and status.dropped_rows == 2 and status.spooled_rows == 0, status
+    assert outage.refused >= 1 and dc.stats()["dropped"] == {"storage_error": 2}

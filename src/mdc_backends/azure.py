@@ -229,20 +229,31 @@ class AzureBlobBackend:
         blob = self._container().get_blob_client(name)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         settings = self._sdk.ContentSettings(content_type=content_type)
+        upload = functools.partial(blob.upload_blob, data, overwrite=overwrite, content_settings=settings)
         try:
-            blob.upload_blob(data, overwrite=overwrite, content_settings=settings)
+            self._refreshing(upload)
         except self._sdk.errors.ResourceNotFoundError as exc:
             if _code(exc) != "ContainerNotFound":
                 raise
             self._make_container(exc)
-            blob.upload_blob(data, overwrite=overwrite, content_settings=settings)
+            self._refreshing(upload)
+
+    def _refreshing(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``; if the storage refuses the SAS token and its provider gives a new one
+        (an expired short-lived token), run it once more with that."""
+        try:
+            return fn()
+        except self._sdk.errors.HttpResponseError as exc:
+            if exc.status_code != 403 or not self._credentials.refresh():
+                raise
+        return fn()
 
     def _make_container(self, cause: BaseException) -> None:
         if not self.create_container:
             raise BackendError(errno.ENOENT, f"azure: container {self.container!r} does not exist in account "
                                              f"{self.account!r}; create it, or allow create_container=True") from cause
         try:
-            self._container().create_container()
+            self._refreshing(self._container().create_container)
             logger.info("mdc created the container %s in the Azure storage account %s", self.container, self.account)
         except self._sdk.errors.ResourceExistsError:
             pass  # another writer created it a moment ago
@@ -251,7 +262,7 @@ class AzureBlobBackend:
         """Run ``fn(client)``; a missing blob or container gives ``missing``, other errors map."""
         errors = self._sdk.errors
         try:
-            return fn(self._container())
+            return self._refreshing(lambda: fn(self._container()))
         except errors.ResourceNotFoundError:
             return missing
         except errors.AzureError as exc:

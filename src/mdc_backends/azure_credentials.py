@@ -2,9 +2,11 @@
 
 The first source that applies wins:
 
-1. ``storage_options``: ``connection_string``; or ``account_key``, ``sas_token`` or a
-   ``credential`` object, with the account from ``account_name``, the URL
-   (``abfs://<container>@<account>.dfs.core.windows.net``) or ``account_url``/``blob_endpoint``;
+1. ``storage_options``: ``connection_string``; or ``account_key``, ``sas_token`` (a string, or a
+   callable returning the current token: asked again when the storage refuses the one in use,
+   so short-lived tokens rotate without a restart) or a ``credential`` object, with the
+   account from ``account_name``, the URL (``abfs://<container>@<account>.dfs.core.windows.net``)
+   or ``account_url``/``blob_endpoint``;
 2. ``AZURE_STORAGE_CONNECTION_STRING``, unless the options or the URL name an endpoint or
    another account than the string's;
 3. ``AZURE_STORAGE_ACCOUNT_KEY``, then ``AZURE_STORAGE_SAS_TOKEN``, for the account named by
@@ -19,14 +21,17 @@ query included, so ``guard_http_logs`` puts a filter on its loggers that masks `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from mdc_core import ConfigurationError
+
+logger = logging.getLogger("mdc.backends.azure")
 
 INSTALL_HINT = "pip install 'mdc[azure]'"
 
@@ -44,6 +49,24 @@ class Credentials:
     connection_string: str | None = field(default=None, repr=False)
     credential: Any = field(default=None, repr=False)
     default_credential: bool = False
+    sas_provider: Callable[[], str] | None = field(default=None, repr=False)
+    """Gives the current SAS token; ``credential`` is then an ``AzureSasCredential`` it updates."""
+
+    def refresh(self) -> bool:
+        """Ask the SAS provider for a token after a refusal; True if it gave a new one (worth a
+        retry). A provider that fails is logged by type only and counts as no new token."""
+        if self.sas_provider is None:
+            return False
+        try:
+            token = _provided(self.sas_provider)
+        except Exception as exc:  # the user's provider: never let it break the flusher, never echo it
+            logger.warning("mdc: the sas_token provider failed (%s); keeping the current token", type(exc).__name__)
+            return False
+        if token == self.credential.signature:
+            return False
+        self.credential.update(token)
+        logger.info("mdc: the storage refused the SAS token in use; the sas_token provider gave a new one")
+        return True
 
     def container_client(self, blob: Any, container: str, **kwargs: Any) -> Any:
         """A ``ContainerClient`` for ``container`` (no network I/O)."""
@@ -79,6 +102,11 @@ def resolve(options: Mapping[str, Any], url_account: str | None, url_endpoint: s
         if account and conn_account and account != conn_account:
             raise ConfigurationError(f"the connection string is for account {conn_account!r}, not {account!r}")
         return Credentials("storage_options connection_string", conn_account or account, None, connection_string=conn)
+    if given == ["sas_token"] and callable(options["sas_token"]):
+        provider = options["sas_token"]
+        made = _for_account("storage_options sas_token provider", "sas_token", _provided(provider), account,
+                            endpoint or url_endpoint)
+        return dataclasses.replace(made, credential=_sas_credential(made.credential), sas_provider=provider)
     if given:
         name = given[0]
         secret = options[name] if name == "credential" else _text(options, name)
@@ -166,6 +194,21 @@ def _text(options: Mapping[str, Any], name: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"storage_options {name} must be a non-empty string")  # never echo the value
     return value.strip()
+
+
+def _provided(provider: Callable[[], str]) -> str:
+    token = provider()
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigurationError("the sas_token provider must return a non-empty string")  # never echo it
+    return token.strip().lstrip("?")
+
+
+def _sas_credential(token: str) -> Any:
+    try:
+        from azure.core.credentials import AzureSasCredential
+    except ImportError as exc:
+        raise ImportError(f"the Azure backend needs azure-core: {INSTALL_HINT}") from exc
+    return AzureSasCredential(token)
 
 
 def _default_credential() -> Any:

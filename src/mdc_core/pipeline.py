@@ -65,10 +65,11 @@ class Route:
         self.written = 0
         self.unpaired = 0
         self.spooled = 0  # failed to upload, safe in the local spool, to be replayed
+        self.spilled = 0  # moved to the spool by the spiller under memory pressure, ever
         self.dropped: collections.Counter[str] = collections.Counter()
 
     def reset_counters(self) -> None:
-        self.collected = self.written = self.unpaired = self.spooled = 0
+        self.collected = self.written = self.unpaired = self.spooled = self.spilled = 0
         self.dropped = collections.Counter()
 
 
@@ -110,6 +111,12 @@ class Pipeline:
         self._buffered_bytes = 0  # queued + being written: what the bound limits
         self._inflight_bytes = 0
         self._inflight: dict[str, int] = {}  # sealing thread -> lowest sequence number it holds
+        self._inflight_since: dict[str, int] = {}  # sealing thread -> its oldest row's time (µs)
+        self.batches = 0
+        """Batches written (or spooled, or counted as failed), and the seconds that took, in total
+        and for the last one: the flush latency that metrics export."""
+        self.batch_seconds = 0.0
+        self.last_batch_seconds: float | None = None
         self._space = threading.Condition(self.lock)
         self._next_id = 0
         self._seq = 0
@@ -270,9 +277,22 @@ class Pipeline:
         with self._done:
             return self._done.wait_for(lambda: self._done_seq >= target, timeout)
 
+    def oldest_pending_age(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest row still in memory (queued, held for a larger batch or being
+        written, any collector) was collected; None when memory holds no rows."""
+        with self.lock:
+            since = list(self._inflight_since.values()) + self._holder.oldest_us()
+            if self._queue:
+                since.append(self._queue[0][2].ts_us)
+        since = [t for t in since if t > 0]
+        if not since:
+            return None
+        return max(0.0, (time.time() if now is None else now) - min(since) / 1e6)
+
     def stats(self, route: Route) -> dict[str, Any]:
         spool = route.sink.spool
         spool_stats = {"spool_bytes": spool.bytes(), "oldest_spooled_age_s": spool.oldest_age()} if spool else {}
+        oldest_pending = self.oldest_pending_age()
         with self.lock:
             dropped = dict(route.dropped)
             return {
@@ -281,9 +301,12 @@ class Pipeline:
                 "dropped": dropped,
                 "pending": route.collected - route.written - sum(dropped.values()) - route.spooled,
                 "spooled": route.spooled,
+                "spilled": route.spilled,
                 "unpaired": route.unpaired,
                 "retries": route.sink.retried,
                 "buffered_bytes": self._buffered_bytes,
+                "oldest_pending_age_s": oldest_pending,
+                "last_batch_seconds": self.last_batch_seconds,
                 **spool_stats,
             }
 
@@ -335,7 +358,8 @@ class Pipeline:
             self._done.notify_all()
 
     def _seal_and_write(self, who: str = "flusher") -> bool:
-        """Seal up to ``MAX_BATCH_ROWS`` queued rows into a batch and write it; True if more wait.
+        """Seal up to ``MAX_BATCH_ROWS`` queued rows (and half the memory bound) into a batch and
+        write it; True if more wait.
 
         Bounded batches keep objects a sensible size and free memory as they go, under any load.
         The spiller (``who="spiller"``) takes batches only while the buffer is over half its
@@ -349,7 +373,10 @@ class Pipeline:
                 self._pending_rows += self._holder.sort(self._queue, self._seal_upto,
                                                         self._buffered_bytes > self.max_bytes // 2)
             if not spill or self._buffered_bytes > self.max_bytes // 2:
-                while self._queue and rows < max(MAX_BATCH_ROWS, seal_rows(self._queue[0][0])):
+                # at most half the bound per batch: a batch stuck in a hung upload leaves room
+                # for the spiller to keep accepting rows
+                while (self._queue and rows < max(MAX_BATCH_ROWS, seal_rows(self._queue[0][0]))
+                       and (not chunks or size < self.max_bytes // 2)):
                     if spill and not _spillable(self._queue[0][0].sink):
                         break
                     chunk = self._queue.popleft()
@@ -362,12 +389,20 @@ class Pipeline:
             self._inflight_bytes += size
             if chunks:
                 self._inflight[who] = chunks[0][4]
+                self._inflight_since[who] = chunks[0][2].ts_us  # FIFO: about the oldest
             more = bool(self._queue)
+        began = time.monotonic()
         try:
             if chunks:
                 self._write(chunks, spill)
         finally:
+            took = time.monotonic() - began
             with self.lock:
+                if chunks:
+                    self.batches += 1
+                    self.batch_seconds += took
+                    self.last_batch_seconds = took
+                self._inflight_since.pop(who, None)
                 self._buffered_bytes -= size
                 self._inflight_bytes -= size
                 self._inflight.pop(who, None)
@@ -415,6 +450,7 @@ class Pipeline:
         soon as the file exists); a put that failed takes them back with ``-rows``."""
         with self.lock:
             route.spooled += rows
+            route.spilled += rows
         if rows > 0:
             self._log.log(logging.WARNING, f"spill:{route.name}",
                           "mdc buffer over its bound (%d bytes): %d rows of %s moved to the local spool, "

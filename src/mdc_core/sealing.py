@@ -61,6 +61,10 @@ class Holder:
         """The lowest sequence number held, if any (nothing below it is written yet)."""
         return [min(chunks[0][4] for chunks in self._held.values())] if self._held else []
 
+    def oldest_us(self) -> list[int]:
+        """The collection time (µs) of the oldest held chunk, if any (for the age metric)."""
+        return [min(chunks[0][2].ts_us for chunks in self._held.values())] if self._held else []
+
     def __bool__(self) -> bool:
         return bool(self._held)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
+import signal
 import threading
 import time
 import uuid
@@ -318,3 +320,127 @@ def test_close_with_a_blackholed_sink_returns_by_its_deadline(seaweedfs, s3, buc
         assert wait_until(lambda: sorted(spooled_ids(dc)) == sorted(collected), 5)
         check_accounting(collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
         proxy.release()
+
+
+# -- 6. short-lived SAS tokens expire mid-run (Azurite) ------------------------------------
+
+
+def test_short_lived_sas_tokens_are_renewed_by_their_provider(azurite, collectors) -> None:  # noqa: F811
+    """Every SAS token lives 2 s; rows keep coming for 5 s. When Azurite refuses an expired token
+    (403), the backend asks the sas_token provider for a new one and retries: every row lands
+    once, none is dropped or left in the spool."""
+    import datetime as dt
+
+    service = blob.BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = f"t-{uuid.uuid4().hex[:16]}"
+    service.create_container(container)
+    issued: list[dt.datetime] = []
+
+    def provider() -> str:
+        expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+        issued.append(expiry)
+        permission = blob.ContainerSasPermissions(read=True, write=True, create=True, list=True)
+        return blob.generate_container_sas(azurite.account_name, container, account_key=azurite.account_key,
+                                           permission=permission, expiry=expiry)
+
+    try:
+        with HttpFaultProxy("127.0.0.1", azurite.port) as proxy:  # no fault: it only logs the answers
+            endpoint = f"http://127.0.0.1:{proxy.port}/{azurite.account_name}"
+            dc = collectors(f"abfs://{container}", {"account_url": endpoint, "sas_token": provider,
+                                                    "timeout": 5, "retries": 0})
+            with Steady(dc, "r6", period=0.02) as steady:
+                time.sleep(5.0)  # the run during which tokens expire
+            status = dc.flush(timeout=30)
+            assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
+            refused = Counter(proxy.statuses("PUT"))[403]
+            assert refused >= 1 and len(issued) >= 2, (refused, len(issued))  # tokens really expired
+        written = azure_ids(service, container)
+        check_accounting(steady.collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
+        assert sorted(written) == sorted(steady.collected)
+    finally:
+        with contextlib.suppress(Exception):
+            service.delete_container(container)
+
+
+# -- 7. storage hangs: its process is stopped (SIGSTOP) ------------------------------------
+
+
+@pytest.fixture
+def own_azurite(azurite, tmp_path):  # noqa: F811  (the shared one only decides skip or fail)
+    """An Azurite of this test's own, since the test stops it."""
+    from servers import start_azurite
+
+    server = start_azurite(tmp_path / "own-azurite")
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(server.pid), signal.SIGCONT)
+        server.stop()
+
+
+def test_stopped_storage_process_hangs_uploads_without_losing_rows(own_azurite, collectors) -> None:
+    """Azurite is frozen with SIGSTOP for 5 s while rows keep coming: connections are accepted by
+    the kernel and never answered, uploads time out and their batches wait in the spool; after
+    SIGCONT every row is written exactly once, even those whose request Azurite still had queued."""
+    server = own_azurite
+    service = blob.BlobServiceClient.from_connection_string(server.connection_string)
+    container = f"t-{uuid.uuid4().hex[:16]}"
+    service.create_container(container)
+    dc = collectors(f"abfs://{container}", {"connection_string": server.connection_string, "timeout": 1,
+                                            "retries": 0}, retries=2)
+    group = os.getpgid(server.pid)
+    with Steady(dc, "r7") as steady:
+        assert wait_until(lambda: dc.stats()["written"] > 0, 10), "nothing written before the hang"
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            time.sleep(5.0)  # the deliberate hang
+            during = dc.stats()
+        finally:
+            os.killpg(group, signal.SIGCONT)
+    assert during["spooled"] > 0 and during["retries"] > 0 and during["dropped"] == {}, during  # it really hung
+    dc.collect([["r7-last"]])
+    steady.collected.append("r7-last")
+    status = dc.flush(timeout=60)
+    assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
+    written = azure_ids(service, container)
+    check_accounting(steady.collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
+    assert sorted(written) == sorted(steady.collected)
+
+
+# -- 8. a slow sink under a small memory bound ----------------------------------------------
+
+
+def test_slow_sink_spills_to_the_spool_instead_of_dropping(seaweedfs, s3, bucket, collectors) -> None:  # noqa: F811
+    """Every upload to SeaweedFS takes 2 s longer for 4 s while 200 rows/s keep coming and memory
+    is bounded to ~300 rows (the flusher alone could upload ~75 rows/s): the spill policy moves
+    sealed batches to the spool instead of dropping them, memory never exceeds twice the bound,
+    and afterwards every row is written once."""
+    from faults.httpfaults import LATENCY
+    from mdc_core.pipeline import get_pipeline
+
+    pipeline = get_pipeline()
+    saved = pipeline.max_bytes, pipeline.on_full
+    BOUND = 300 * (9 * 16 + 64)  # noqa: N806  (estimate_bytes of 300 one-column rows)
+    with HttpFaultProxy("127.0.0.1", s3_port(seaweedfs)) as proxy:
+        dc = collectors(f"s3://{bucket}", options(seaweedfs, endpoint_url=proxy.endpoint, timeout=5, retries=0))
+        proxy.add(Rule(LATENCY, method="PUT", path=S3_OBJECT_PUT, delay=2.0))
+        pipeline.max_bytes, pipeline.on_full = BOUND, "spill"
+        peak = 0
+        try:
+            with Steady(dc, "r8", period=0.005) as steady:
+                stop = time.monotonic() + 4.0  # the slow period, sampled every 10 ms
+                while time.monotonic() < stop:
+                    peak = max(peak, pipeline._buffered_bytes)
+                    steady._stop.wait(0.01)
+                during = dc.stats()
+        finally:
+            pipeline.max_bytes, pipeline.on_full = saved
+            proxy.clear()
+        assert proxy.faults[LATENCY] > 0 and during["spilled"] > 0 and during["dropped"] == {}, during
+        assert peak <= 2 * BOUND, peak
+        status = dc.flush(timeout=60)
+        assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
+    written = s3_ids(s3, bucket)
+    check_accounting(steady.collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
+    assert sorted(written) == sorted(steady.collected)
