@@ -107,6 +107,18 @@ def check_accounting(collected: list[str], written: list[str], spooled: list[str
     assert len(missing) == dropped, f"{len(missing)} rows neither written nor spooled, {dropped} counted dropped"
 
 
+def settle_and_check(dc: ModelDataCollector, collected: list[str], last: str, stored: Any) -> None:
+    """After the fault: one more row, a flush that must succeed with nothing left in the spool,
+    and storage (read by ``stored()``) holding every collected row exactly once."""
+    dc.collect([[last]])
+    collected.append(last)
+    status = dc.flush(timeout=60)
+    assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
+    written = stored()
+    check_accounting(collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
+    assert sorted(written) == sorted(collected)
+
+
 class Steady:
     """Collects a uniquely-identified row every ``period`` seconds on a thread of its own."""
 
@@ -155,13 +167,7 @@ def test_refused_storage_during_steady_collection_loses_and_duplicates_nothing(
             proxy.clear()
         assert not during and during.spooled_rows > 0 and during.dropped_rows == 0, during
         assert proxy.faults[REFUSE] > 0
-        dc.collect([["r1-last"]])
-        steady.collected.append("r1-last")
-        status = dc.flush(timeout=30)
-        assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
-        written = s3_ids(s3, bucket)
-        check_accounting(steady.collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
-        assert sorted(written) == sorted(steady.collected)
+        settle_and_check(dc, steady.collected, "r1-last", lambda: s3_ids(s3, bucket))
 
 
 def s3_port(server: Any) -> int:
@@ -399,13 +405,7 @@ def test_stopped_storage_process_hangs_uploads_without_losing_rows(own_azurite, 
         finally:
             os.killpg(group, signal.SIGCONT)
     assert during["spooled"] > 0 and during["retries"] > 0 and during["dropped"] == {}, during  # it really hung
-    dc.collect([["r7-last"]])
-    steady.collected.append("r7-last")
-    status = dc.flush(timeout=60)
-    assert status and status.spooled_rows == 0 and status.dropped_rows == 0, status
-    written = azure_ids(service, container)
-    check_accounting(steady.collected, written, spooled_ids(dc), sum(dc.stats()["dropped"].values()))
-    assert sorted(written) == sorted(steady.collected)
+    settle_and_check(dc, steady.collected, "r7-last", lambda: azure_ids(service, container))
 
 
 # -- 8. a slow sink under a small memory bound ----------------------------------------------
