@@ -5,6 +5,8 @@ writer without being turned into Python objects."""
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from mdc_core.pipeline import Pipeline, get_pipeline
 from mdc_core.sealing import Holder
 from mdc_core.shapes import take
 from mdc_formats.parquet import ParquetFormat
-from test_formats_support import files
+from test_formats_support import env_for_subprocess, files
 
 
 class FakeClock:
@@ -133,3 +135,21 @@ def test_arrow_input_is_not_converted_to_python(tmp_path: Path) -> None:
         assert resolved.table.column(name).chunk(0).buffers()[1].address == original
     data = fmt.encode(built).body
     assert np.array_equal(pq.read_table(pa.BufferReader(data)).column("a").to_numpy(), values)
+
+
+def test_held_rows_are_written_at_exit(tmp_path: Path) -> None:
+    """A script that collects Parquet rows and ends without flush() still writes them: the exit
+    hook seals what the flusher was holding back."""
+    script = (
+        "from mdc_core import ModelDataCollector\n"
+        f"dc = ModelDataCollector('m', 'inputs', ['v'], storage={str(tmp_path)!r}, format='parquet')\n"
+        "for i in range(5):\n"
+        "    dc.collect([[float(i)]])\n"
+        "from mdc_core.pipeline import get_pipeline\n"
+        "from test_parquet_sealing import run_cycle\n"
+        "run_cycle(get_pipeline())  # the flusher now holds the rows\n"
+        "assert get_pipeline()._holder and not get_pipeline()._queue\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=env_for_subprocess())
+    (path,) = files(tmp_path, "**/*.parquet")
+    assert pq.read_table(path).column("v").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0]
