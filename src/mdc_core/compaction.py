@@ -1,4 +1,5 @@
-"""Compaction: merge a closed partition's batch objects into the spec's one file (``data.csv``).
+"""Compaction: merge a closed partition's batch objects into the spec's one file (``data.csv``,
+or ``data.parquet``: the format merges, this module names, publishes and cleans up).
 
 Object stores cannot append safely, so there every flush writes one create-only batch object
 (``data-<writer>-<seq>.csv``). Once a partition (day, or hour) is closed, exactly one process
