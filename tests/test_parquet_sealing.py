@@ -153,3 +153,15 @@ def test_held_rows_are_written_at_exit(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=env_for_subprocess())
     (path,) = files(tmp_path, "**/*.parquet")
     assert pq.read_table(path).column("v").to_pylist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_debug_mode_prints_parquet_rows_as_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Debug mode shows a Parquet collector's rows as readable CSV text and stores nothing."""
+    with ModelDataCollector("m", "inputs", ["a", "b"], storage=str(tmp_path / "store"), format="parquet",
+                            debug=True) as dc:
+        dc.collect([[1.5, "hello"]])
+        assert dc.flush(timeout=30)
+    out = capsys.readouterr().out
+    assert "m/default/inputs/" in out and ".parquet" in out
+    assert "a,b,$aml_dc_correlation_id" in out and '1.5,"hello",' in out
+    assert not (tmp_path / "store").exists()

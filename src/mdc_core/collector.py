@@ -133,6 +133,8 @@ class ModelDataCollector:
         fmt = format_plugin.factory(dict(format_options or {}))
         if self.schema is not None and hasattr(fmt, "use_schema"):
             fmt.use_schema(self.schema)
+        if self.debug and getattr(fmt, "binary", False) and "csv" in registry.formats:
+            fmt = registry.format("csv").factory({})  # debug prints rows: as text, whatever the format
         sink = Sink(
             layout=layout,
             format_plugin=format_plugin,

@@ -92,7 +92,7 @@ class Format(Protocol):
     Optional extras, found with ``getattr`` (see ``docs/formats.md``): ``seal_rows`` and
     ``seal_seconds`` ask the flusher for larger, longer batches; ``use_schema(schema)`` receives
     the collector's ``schema=``; ``compact(parts)`` or ``merge(parts, outputs)`` lets compaction
-    merge a closed partition's files.
+    merge a closed partition's files; ``binary = True`` makes debug mode print rows as CSV.
     """
 
     def encode(self, table: pa.Table) -> Encoded:

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
 class ParquetFormat:
     """Encodes each batch as a whole Parquet file (one row group) and merges files per day."""
 
+    binary = True
+    """Debug mode prints this format's rows as CSV text instead."""
+
     def __init__(self, options: Mapping[str, Any] | None = None):
         unknown = sorted(set(options or {}) - set(DEFAULTS))
         if unknown:
