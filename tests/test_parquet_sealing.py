@@ -39,7 +39,7 @@ def route(seal_rows: int = 0, seal_seconds: float = 0.0) -> Any:
 
 
 def chunk(r: Any, rows: int, seq: int) -> tuple[Any, ...]:
-    return (r, type("Taken", (), {"rows": rows})(), None, 0, seq)
+    return (r, type("Taken", (), {"rows": rows})(), Stamp(None, seq * 1_000, ""), 0, seq)
 
 
 def test_holder_keeps_rows_until_ripe() -> None:
@@ -50,7 +50,7 @@ def test_holder_keeps_rows_until_ripe() -> None:
     parquet, csv = route(seal_rows=10, seal_seconds=60), route()
     queue = collections.deque([chunk(parquet, 4, 1), chunk(csv, 1, 2), chunk(parquet, 4, 3)])
     assert holder.sort(queue, seal_upto=0, pressure=False) == -8
-    assert [c[4] for c in queue] == [2] and holder.lowest() == [1]
+    assert [c[4] for c in queue] == [2] and holder.lowest() == [1] and holder.oldest_us() == [1_000]
     queue.append(chunk(parquet, 2, 4))
     assert holder.sort(queue, seal_upto=0, pressure=False) == -2 + 10  # 10 rows: ripe, all back
     assert [c[4] for c in queue] == [1, 2, 3, 4] and not holder and holder.lowest() == []
