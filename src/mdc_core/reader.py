@@ -1,0 +1,373 @@
+"""Reading a designation back: every row exactly once, as Arrow record batches, file by file.
+
+**Exactly once.** A partition is read from a snapshot of its folder (``partition_files``):
+
+* with no batch objects and no compaction manifest (a closed, compacted day; or local disk,
+  which appends to ``data.csv``), each file is read whole with one request, so a compaction
+  that runs meanwhile only adds rows the listing did not promise;
+* with batches, every file is read before any row is returned, then checked: a listed batch
+  that has gone, a main file whose length changed, or a compaction manifest that appeared
+  means a compaction ran meanwhile, and the folder is listed and read again;
+* with a manifest (a compaction running or interrupted, ``_mdc_compaction.json``), each output's
+  checksum says whether it already holds its batches ("after": the batches are skipped) or not
+  ("before": they are read), as the compactor itself decides on a re-run.
+
+On local disk a file being appended to is read up to its last complete append (the backend's
+``.<name>.committed`` marker). **Types**: CSV's zone-less ``$aml_dc_scoring_timestamp`` and
+Parquet's ``timestamp[us, UTC]`` both come back as ``timestamp[us, tz=UTC]``; the other ``$aml_``
+columns as string (``$aml_dc_boundary`` as int64); features as the files' types, unified
+(ints and floats meet as float64, missing columns are null). **Memory**: one file at a time
+(a compacted day is one file), so a long range streams in bounded memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from mdc_core.compaction import MANIFEST
+from mdc_core.errors import BackendError, ConfigurationError
+from mdc_core.shapes import AML_COLUMNS
+from mdc_core.store import Partition, data_files, is_batch, stem_of
+from mdc_formats.parquet_schema import conform
+
+logger = logging.getLogger("mdc.reader")
+
+TIMESTAMP = AML_COLUMNS[1]
+UTC_US = pa.timestamp("us", tz="UTC")
+AML_TYPES: dict[str, pa.DataType] = {
+    name: (UTC_US if name == TIMESTAMP else pa.int64() if name == "$aml_dc_boundary" else pa.string())
+    for name in AML_COLUMNS
+}
+ATTEMPTS = 8
+
+
+class PartitionChanged(BackendError):
+    """A partition kept changing under the reader (compactions or erasures in a loop)."""
+
+
+# -- which files, exactly once -----------------------------------------------------------------
+
+
+def partition_files(backend: Any, part: Partition, local_append: bool = False) -> Iterator[tuple[str, bytes]]:
+    """``(key, bytes)`` of the partition's data files such that every row is in exactly one."""
+    files = part.files
+    for _ in range(ATTEMPTS):
+        names = [n for n, _ in files]
+        data = data_files(files)
+        if MANIFEST not in names and not any(is_batch(n) for n, _ in data):
+            for name, _ in data:  # closed and compacted (or appended to): each read is whole
+                raw = _read(backend, part.folder + name, local_append)
+                if raw:
+                    yield part.folder + name, raw
+            return
+        chosen = _consistent(backend, part.folder, files, MANIFEST in names)
+        if chosen is not None:
+            yield from chosen
+            return
+        files = tuple(
+            (key[len(part.folder) :], size)
+            for key, size in backend.list(part.folder)
+            if "/" not in key[len(part.folder) :]
+        )
+    raise PartitionChanged(0, f"{part.folder} changed under every one of {ATTEMPTS} reads; try again later")
+
+
+def _consistent(
+    backend: Any, folder: str, files: Sequence[tuple[str, int]], had_manifest: bool
+) -> list[tuple[str, bytes]] | None:
+    """The files of a folder with batches, read and checked; ``None`` when it changed meanwhile."""
+    listed = dict(data_files(files))
+    manifest = _manifest(backend, folder) if had_manifest else None
+    if had_manifest and manifest is None and backend.size(folder + MANIFEST) is not None:
+        return None  # unreadable for now (being written): list again
+    keys = list(listed)
+    outputs = (manifest or {}).get("outputs", {})
+    for key in outputs:  # an output the compactor is creating may not be in our listing
+        name = key[len(folder) :]
+        if key.startswith(folder) and name not in listed and "/" not in name:
+            keys.append(name)
+    contents = {name: backend.read(folder + name) for name in keys}
+    skip: set[str] = set()
+    checked: set[str] = set()
+    for key, entry in outputs.items():
+        name = key[len(folder) :]
+        digest = _digest(contents.get(name))
+        if digest == entry.get("after"):
+            skip.update(b[len(folder) :] for b in entry.get("batches", ()))
+        elif digest != entry.get("before"):
+            return None  # neither: it moved on; list again
+        checked.add(name)
+    result = []
+    for name in keys:
+        raw = contents[name]
+        if name in skip:
+            continue
+        if raw is None:
+            if is_batch(name) or name in listed:
+                return None  # deleted after the listing: merged (or erased) meanwhile
+            continue
+        if name not in checked and name in listed and not is_batch(name) and len(raw) != listed[name]:
+            return None  # a main file replaced after the listing
+        if raw:
+            result.append((folder + name, raw))
+    if not had_manifest and backend.size(folder + MANIFEST) is not None:
+        return None  # a compaction began while we read
+    return result
+
+
+def _manifest(backend: Any, folder: str) -> dict[str, Any] | None:
+    raw = backend.read(folder + MANIFEST)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _digest(data: bytes | None) -> str:
+    return "absent" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read(backend: Any, key: str, local_append: bool) -> bytes | None:
+    raw = backend.read(key)
+    if raw is None or not local_append:
+        return raw
+    folder, _, name = key.rpartition("/")
+    marker = backend.read(f"{folder}/.{name}.committed" if folder else f".{name}.committed")
+    try:
+        committed = int(marker.strip() or b"0") if marker is not None else None
+    except ValueError:
+        committed = None
+    return raw[:committed] if committed is not None and committed < len(raw) else raw
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def decode(key: str, raw: bytes, columns: Sequence[str] | None = None, filter: Any = None) -> pa.Table:
+    """One data file as a table with the reader's types: projected to ``columns`` (those it has)
+    and filtered by the dataset expression ``filter`` (pushed into Parquet's row groups)."""
+    ext = key.rpartition(".")[2]
+    if ext == "parquet":
+        fragment = ds.ParquetFileFormat().make_fragment(pa.BufferReader(raw))
+        physical = fragment.physical_schema
+        have = [c for c in columns if c in physical.names] if columns is not None else None
+        try:
+            table = fragment.to_table(columns=have, filter=filter)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a filter column the file lacks
+            table = _filter(fragment.to_table(columns=have), filter)
+        return _normalise(table)
+    if ext == "csv":
+        names = _csv_header(raw)
+        types = {n: (pa.timestamp("us") if n == TIMESTAMP else t) for n, t in AML_TYPES.items() if n in names}
+        include = None
+        if columns is not None:
+            include = [n for n in names if n in columns or (filter is not None and n == TIMESTAMP)] or names[:1]
+        options = pacsv.ConvertOptions(
+            column_types=types, include_columns=include, strings_can_be_null=True, quoted_strings_can_be_null=False
+        )
+        table = _normalise(pacsv.read_csv(io.BytesIO(raw), convert_options=options))
+        table = _filter(table, filter)
+        if columns is not None:
+            table = table.select([n for n in table.column_names if n in columns])
+        return table
+    raise ConfigurationError(f"mdc cannot read .{ext} files ({key})")
+
+
+def _csv_header(raw: bytes) -> list[str]:
+    end = raw.find(b"\n")
+    line = (raw if end < 0 else raw[:end]).decode("utf-8")
+    return next(csv.reader([line]), [])
+
+
+def _filter(table: pa.Table, expression: Any) -> pa.Table:
+    return table if expression is None or TIMESTAMP not in table.column_names else table.filter(expression)
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """The ``$aml_`` columns as ``AML_TYPES``; text as ``string`` whatever its layout."""
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        want = AML_TYPES.get(name)
+        if want is not None and column.type != want:
+            column = column.cast(want)  # zone-less means UTC: the cast keeps the value
+        elif want is None and pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+            column = column.cast(pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def unify(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """Every column of every file: numbers widen, ints and floats meet as float64, nulls take
+    the other's type; the ``$aml_`` columns last, in their order."""
+    merged = pa.unify_schemas([s.remove_metadata() for s in schemas], promote_options="permissive")
+    fields = []
+    for f in merged:
+        if f.name in AML_TYPES:
+            continue
+        t = f.type
+        if pa.types.is_floating(t):
+            t = pa.float64()
+        fields.append(pa.field(f.name, t))
+    aml = [pa.field(n, AML_TYPES[n]) for n in AML_COLUMNS if n in merged.names]
+    return pa.schema(fields + aml)
+
+
+def time_filter(start: Any, end: Any) -> Any:
+    expression = None
+    field = ds.field(TIMESTAMP)
+    if start is not None:
+        expression = field >= pa.scalar(start, UTC_US)
+    if end is not None:
+        upper = field < pa.scalar(end, UTC_US)
+        expression = upper if expression is None else expression & upper
+    return expression
+
+
+def count_rows(backend: Any, part: Partition, local_append: bool = False) -> int:
+    """Rows of a partition, each counted once (Parquet from footers)."""
+    total = 0
+    for key, raw in partition_files(backend, part, local_append):
+        if key.endswith(".parquet"):
+            total += pq.ParquetFile(pa.BufferReader(raw)).metadata.num_rows
+        else:
+            total += decode(key, raw, columns=_csv_header(raw)[:1]).num_rows
+    return total
+
+
+# -- the scan ---------------------------------------------------------------------------------
+
+
+class Scan:
+    """The rows of a set of partitions in a time range; read when asked, file by file.
+
+    ``schema`` fixes the columns and types (one pass); without it, ``to_batches`` first reads
+    the files' schemas (Parquet footers; CSV files are parsed), then the rows: pass ``schema=``
+    to read once. ``to_table`` reads once either way.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        partitions: Sequence[Partition],
+        *,
+        start: Any = None,
+        end: Any = None,
+        columns: Sequence[str] | None = None,
+        schema: pa.Schema | None = None,
+        collection: str | None = None,
+        local_append: bool = False,
+        progress: Any = None,
+    ):
+        self.backend = backend
+        self.partitions = list(partitions)
+        self.start, self.end = start, end
+        self.columns = list(columns) if columns is not None else None
+        self._schema = schema
+        self.collection = collection
+        self.local_append = local_append
+        self.progress = progress
+        """Called with ``(partitions done, partitions in all)`` after each partition."""
+
+    @property
+    def files(self) -> int:
+        return sum(len(p.data_files) for p in self.partitions)
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.partitions)
+
+    def _tables(self) -> Iterator[pa.Table]:
+        expression = time_filter(self.start, self.end)
+        for i, part in enumerate(self.partitions):
+            inside = (self.start is None or part.start >= self.start) and (self.end is None or part.end <= self.end)
+            for key, raw in partition_files(self.backend, part, self.local_append):
+                if self.collection is not None and stem_of(key.rpartition("/")[2]) != self.collection:
+                    continue
+                # A whole day inside the range needs no row filter, except for rows filed
+                # under another date than their timestamp's (they never are, but be exact).
+                table = decode(key, raw, self.columns, expression if not inside else None)
+                if inside and expression is not None and TIMESTAMP in table.column_names:
+                    table = table.filter(expression)
+                yield table
+            if self.progress is not None:
+                self.progress(i + 1, len(self.partitions))
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The columns and types every batch has (read from the files once, then cached)."""
+        if self._schema is None:
+            schemas = []
+            for part in self.partitions:
+                for key, raw in partition_files(self.backend, part, self.local_append):
+                    if self.collection is not None and stem_of(key.rpartition("/")[2]) != self.collection:
+                        continue
+                    if key.endswith(".parquet"):
+                        schema = _normalise(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow.empty_table()).schema
+                        if self.columns is not None:
+                            schema = pa.schema([f for f in schema if f.name in self.columns])
+                    else:
+                        schema = decode(key, raw, self.columns).schema
+                    schemas.append(schema)
+            self._schema = self._order(unify(schemas)) if schemas else pa.schema([])
+        return self._schema
+
+    def _order(self, schema: pa.Schema) -> pa.Schema:
+        if self.columns is None:
+            return schema
+        return pa.schema([schema.field(c) for c in self.columns if c in schema.names])
+
+    def to_batches(self, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Record batches, all with ``schema``, one file in memory at a time."""
+        schema = self.schema
+        for table in self._tables():
+            if table.num_rows:
+                yield from conform(table, schema).to_batches(max_chunksize=batch_size)
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        """A ``pyarrow.RecordBatchReader`` (DuckDB, polars and pyarrow consume it lazily)."""
+        return pa.RecordBatchReader.from_batches(self.schema, self.to_batches())
+
+    def to_dataset(self) -> ds.Dataset:
+        """A one-shot ``pyarrow.dataset.Dataset`` over the stream: scan it once (filters and
+        projections apply as it streams)."""
+        return ds.dataset(self.to_reader())
+
+    def to_table(self) -> pa.Table:
+        """Every row, in one table (files' types unified as ``schema`` describes)."""
+        tables = [t for t in self._tables()]
+        if self._schema is None:
+            schema = self._order(unify([t.schema for t in tables])) if tables else pa.schema([])
+            self._schema = schema
+        schema = self._schema
+        return pa.Table.from_batches([b for t in tables for b in conform(t, schema).to_batches()], schema=schema)
+
+    def to_pandas(self, **kwargs: Any) -> Any:
+        """A pandas DataFrame (``pip install 'mdc[pandas]'``); keyword arguments go to Arrow's
+        ``to_pandas``."""
+        return self.to_table().to_pandas(**kwargs)
+
+    def to_polars(self) -> Any:
+        """A polars DataFrame (``pip install polars``)."""
+        try:
+            import polars as pl
+        except ImportError as exc:
+            raise ImportError("to_polars() needs polars: pip install polars") from exc
+        return pl.from_arrow(self.to_table())
+
+    def count_rows(self) -> int:
+        return sum(t.num_rows for t in self._tables())
