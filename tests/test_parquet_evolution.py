@@ -119,8 +119,9 @@ def test_type_conflict_is_a_new_version_with_a_warning(store: Any, tmp_path: Pat
     """Text in a float column cannot be widened: that batch is written with a string column
     (a warning names the column), the next batch is float again, and compaction keeps the two
     apart: data.parquet for the floats, data-<hash8>.parquet for the text. No row is lost."""
+    clock = ticks()
     with caplog.at_level(logging.WARNING, logger="mdc.parquet"):
-        write_batches(store, ["x"], [[[1.5]], [["abc"]], [[2.5]]])
+        write_batches(store, ["x"], [[[1.5]], [["abc"]], [[2.5]]], clock)
     assert any("'x'" in r.getMessage() or " x " in r.getMessage() for r in caplog.records)
     paths = parquet_files(store, tmp_path)
     types = [str(pq.read_schema(p).field("x").type) for p in sorted(paths, key=_first_stamp)]
@@ -132,6 +133,13 @@ def test_type_conflict_is_a_new_version_with_a_warning(store: Any, tmp_path: Pat
     main, sibling = (pq.read_table(p) for p in sorted(paths, key=lambda p: not p.endswith("data.parquet")))
     assert main.column("x").to_pylist() == [1.5, 2.5]
     assert sibling.column("x").to_pylist() == ["abc"]
+    write_batches(store, ["x"], [[["def"]], [[3.5]]], clock)  # later batches join their own kind
+    compact_partition(store.backend(), ParquetFormat(), FOLDER, "data", "parquet")
+    paths = parquet_files(store, tmp_path)
+    assert sorted(Path(p).name for p in paths) == names
+    main, sibling = (pq.read_table(p) for p in sorted(paths, key=lambda p: not p.endswith("data.parquet")))
+    assert main.column("x").to_pylist() == [1.5, 2.5, 3.5]
+    assert sibling.column("x").to_pylist() == ["abc", "def"]
 
 
 def test_strict_mode_raises_at_collect(store: Any, tmp_path: Path) -> None:

@@ -105,17 +105,9 @@ class ParquetFormat:
             if not data:
                 continue
             table = pq.read_table(pa.BufferReader(data))
-            for g, (schema, sources, tables) in enumerate(groups):
-                if i < outputs:
-                    break
-                try:
-                    united = unify([schema, table.schema])
-                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                    continue
-                groups[g] = (united, [*sources, i], [*tables, table])
-                break
-            else:
-                groups.append((table.schema.remove_metadata(), [i], [table]))
+            if i >= outputs and self._join(groups, i, table):
+                continue
+            groups.append((table.schema.remove_metadata(), [i], [table]))
         merged = []
         for schema, sources, tables in groups:
             versions = sorted({_version_of(t) for t in tables})
@@ -127,6 +119,18 @@ class ParquetFormat:
             data = self._write(table.replace_schema_metadata(metadata), self._row_group_rows(table))
             merged.append(Merged(data=data, key=version.encode(), sources=tuple(sources)))
         return merged
+
+    @staticmethod
+    def _join(groups: list[tuple[pa.Schema, list[int], list[pa.Table]]], i: int, table: pa.Table) -> bool:
+        """Add part ``i`` to the first group whose schema unifies with its own; False if none does."""
+        for g, (schema, sources, tables) in enumerate(groups):
+            try:
+                united = unify([schema, table.schema])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                continue
+            groups[g] = (united, [*sources, i], [*tables, table])
+            return True
+        return False
 
     def _row_group_rows(self, table: pa.Table) -> int:
         per_row = max(1, table.nbytes // max(1, table.num_rows))
