@@ -25,8 +25,8 @@ from mdc_core.records import Backend, BackendPlugin, Capability, Encoded, Format
 from mdc_core.serving import record_exception
 from mdc_core.shapes import AML_COLUMNS
 from mdc_core.shutdown import install_sigterm_flush
-from mdc_core.wsgi import MdcWSGIMiddleware
 from mdc_core.store import NoDataError, Partition, Store, open_store
+from mdc_core.wsgi import MdcWSGIMiddleware
 
 __version__ = "0.1.0"
 

@@ -259,6 +259,19 @@ class ModelDataCollector:
         self._closed = True
         return self._status(self._pipeline.flush(timeout, self._route))
 
+    async def aflush(self, timeout: float | None = None) -> FlushStatus:
+        """``flush()`` for async code (an ASGI lifespan handler): waits in a worker thread, so the
+        event loop keeps serving while storage is written."""
+        import asyncio
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> FlushStatus:
+        """``close()`` for async code (an ASGI lifespan shutdown), run in a worker thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.close, timeout)
+
     def _status(self, written: bool) -> FlushStatus:
         stats = self.stats()
         written = written and not stats["spooled"] and not stats["pending"]

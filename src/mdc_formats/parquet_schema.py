@@ -148,9 +148,12 @@ def _plain_type(column: pa.ChunkedArray) -> pa.ChunkedArray:
     t = column.type
     if pa.types.is_dictionary(t):
         column, t = column.cast(t.value_type), t.value_type
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if pa.types.is_large_string(t) or _is_string_view(t):
         return column.cast(pa.string())
     return column
+
+
+_is_string_view = getattr(pa.types, "is_string_view", lambda t: False)  # pyarrow >= 16
 
 
 def _numeric(t: pa.DataType) -> bool:
