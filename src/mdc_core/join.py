@@ -108,6 +108,7 @@ def _pair(left: pa.Table, right: pa.Table, name: str, how: str) -> tuple[pa.Tabl
     keys = [c for c in (CORRELATION, REQUEST) if c in right.column_names]
     right = right.select([*renames, *keys]).rename_columns([*renames.values(), *keys])
     features = list(renames.values())
+    order = [*left.column_names, *features]  # key columns added below for the matching only
     for key in (CORRELATION, REQUEST):
         if key not in right.column_names:
             right = right.append_column(key, pa.nulls(right.num_rows, pa.string()))
@@ -131,7 +132,6 @@ def _pair(left: pa.Table, right: pa.Table, name: str, how: str) -> tuple[pa.Tabl
         else pa.array([True] * rest_left.num_rows, pa.bool_())
     )
     unpaired_right = rest_right.num_rows - by_request.num_rows
-    order = [*left.column_names, *features]
     parts = [by_id.select(order), by_request.select(order)]
     if how == "left" and still_left.num_rows:
         nulls = [pa.nulls(still_left.num_rows, right.schema.field(c).type) for c in features]
