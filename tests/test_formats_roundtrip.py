@@ -42,6 +42,10 @@ def _inputs(kind: str) -> Any:
         return [list(row) for row in ROWS]
     if kind == "arrow":
         return pa.table([pa.array(c, t.type) for c, t in zip(columns, TYPES)], schema=TYPES)
+    if kind == "polars":
+        pl = pytest.importorskip("polars")
+        return pl.DataFrame({n: list(c) for n, c in zip(NAMES, columns)},
+                            schema={"f": pl.Float64, "i": pl.Int64, "b": pl.Boolean, "s": pl.String})
     frame = pd.DataFrame({n: pd.array(list(c), dtype=d) for n, c, d in
                           zip(NAMES, columns, ["Float64", "Int64", "boolean", "string"])})
     return frame
@@ -83,7 +87,7 @@ def _read(fmt: str, reader: str, root: Path) -> tuple[list[tuple[Any, ...]], dic
     return [tuple(plain(v) for v in row) for row in frame.itertuples(index=False)], types
 
 
-@pytest.mark.parametrize("kind", ["python", "arrow", "pandas"])
+@pytest.mark.parametrize("kind", ["python", "arrow", "pandas", "polars"])
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_every_type_round_trips(store: Any, fmt: str, kind: str, tmp_path: Path) -> None:
     """Floats, ints, booleans, text (quotes, commas, newlines, non-ASCII) and nulls come back
