@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from mdc_core.correlation import RequestScope
-from mdc_core.serving import DEFAULT_MAX_BODY_BYTES, Capture, Exchange, resolve_request_id, serving
+from mdc_core.serving import CapturingMiddleware, Exchange, resolve_request_id, serving
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,22 +29,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _HEADER = b"x-request-id"
 
 
-class MdcASGIMiddleware:
+class MdcASGIMiddleware(CapturingMiddleware):
     """Serve each request of ``app`` in an mdc request scope, echo its id as ``X-Request-ID``,
     and optionally capture its JSON bodies (``bodies``) and its failure (``failures``), each a
     ``general`` ``ModelDataCollector`` with its own ``collection_name``. Bodies are cut at
     ``max_body_bytes`` (flagged). Capture never raises into the request."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        bodies: Any = None,
-        failures: Any = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self._capture = Capture(bodies, failures, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -27,7 +27,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mdc_core import correlation
 from mdc_core.designations import GENERAL
@@ -278,3 +278,18 @@ def serving(scope: correlation.RequestScope, exchange: Exchange | None) -> Itera
     finally:
         _exchange.reset(exchange_token)
         correlation._scope.reset(token)
+
+
+class CapturingMiddleware:
+    """What both middlewares are built with: the application they wrap and the capture settings."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        bodies: ModelDataCollector | None = None,
+        failures: ModelDataCollector | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self._capture = Capture(bodies, failures, max_body_bytes)

@@ -22,27 +22,16 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from mdc_core.correlation import RequestScope
-from mdc_core.serving import DEFAULT_MAX_BODY_BYTES, Capture, Exchange, resolve_request_id, serving
+from mdc_core.serving import CapturingMiddleware, Exchange, resolve_request_id, serving
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class MdcWSGIMiddleware:
+class MdcWSGIMiddleware(CapturingMiddleware):
     """Serve each request of ``app`` in an mdc request scope, echo its id as ``X-Request-ID``,
     and optionally capture its JSON bodies (``bodies``) and its failure (``failures``), each a
     ``general`` ``ModelDataCollector`` with its own ``collection_name``. Bodies are cut at
     ``max_body_bytes`` (flagged). Capture never raises into the request."""
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        bodies: Any = None,
-        failures: Any = None,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    ) -> None:
-        self.app = app
-        self._capture = Capture(bodies, failures, max_body_bytes)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request_id = resolve_request_id(environ.get("HTTP_X_REQUEST_ID"), environ.get("HTTP_TRACEPARENT"))
