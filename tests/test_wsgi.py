@@ -140,7 +140,7 @@ def test_interleaved_requests_on_one_thread_keep_their_scopes(tmp_path) -> None:
 
 
 def test_input_read_every_way_is_captured_once(tmp_path) -> None:
-    """read(n), readline() and iteration of wsgi.input give the app every byte once; the capture
+    """read(n), readline(), readinto(), read1() and iteration of wsgi.input give the app every byte once; the capture
     sees the same bytes; the legacy write() callable's output is captured too."""
     _, _, bodies, _ = collectors(tmp_path)
     payload = b'{"a": 1,\n"b": 2,\n"c": 3}'
@@ -150,6 +150,9 @@ def test_input_read_every_way_is_captured_once(tmp_path) -> None:
         stream = environ["wsgi.input"]
         got.append(stream.read(3))
         got.append(stream.readline())
+        buffer = bytearray(4)
+        got.append(bytes(buffer[: stream.readinto(buffer)]))
+        got.append(stream.read1(2))
         got.extend(stream)
         write = start_response("200 OK", [("Content-Type", "application/json")])
         write(b'{"got":')

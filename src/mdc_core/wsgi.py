@@ -7,7 +7,8 @@ with Flask, Django, Falcon, Bottle or a bare WSGI callable).
 Rows collected while the application runs, and while the server iterates the body it returned
 (a streaming generator), get the request's id as ``$aml_request_id``; the response carries it as
 ``X-Request-ID`` (replacing one the application set). The id rules are in ``mdc_core.serving``.
-The request body is observed through a wrapper of ``wsgi.input`` (every read method), the
+The request body is observed through a wrapper of ``wsgi.input`` (``read``, ``read1``,
+``readinto``, ``readline``, ``readlines``, iteration: each byte the application reads, once), the
 response body through a wrapper of the returned iterable (``close()`` is passed on), so the
 application reads and streams exactly as without the middleware.
 
@@ -131,6 +132,24 @@ class _ObservedInput:
         data = self._stream.read(*args)
         self._exchange.request_chunk(data)
         return data
+
+    def read1(self, *args: Any) -> bytes:
+        reader = getattr(self._stream, "read1", self._stream.read)
+        data = reader(*args)
+        self._exchange.request_chunk(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int | None:
+        """Werkzeug (Flask) reads through ``readinto`` when the stream has it."""
+        if not hasattr(self._stream, "readinto"):
+            data = self._stream.read(len(buffer))
+            buffer[: len(data)] = data
+            self._exchange.request_chunk(data)
+            return len(data)
+        count = self._stream.readinto(buffer)
+        if count:
+            self._exchange.request_chunk(bytes(memoryview(buffer)[:count]))
+        return count
 
     def readline(self, *args: Any) -> bytes:
         data = self._stream.readline(*args)
