@@ -234,6 +234,7 @@ def test_stats_count_rows(tmp_path) -> None:
         "pending": 0,
         "spooled": 0,
         "spilled": 0,
+        "sampled_out": 0,
         "unpaired": 0,
         "retries": 0,
         "buffered_bytes": 0,

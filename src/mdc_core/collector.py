@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from mdc_core.batches import Deployment
+from mdc_core.control import START_TIMEOUT, ControlDocument, ControlWatcher, Setting, control_key
 from mdc_core.correlation import (
     IsoClock,
     OpenCorrelation,
@@ -32,9 +33,11 @@ from mdc_core.pipeline import Pipeline, Route, get_pipeline
 from mdc_core.plugins import get_registry
 from mdc_core.records import BackendPlugin, Capability, FormatPlugin
 from mdc_core.redact import redact_url
+from mdc_core.sampling import check_rate, keep_rules
 from mdc_core.settings import (
     DEFAULT,
     DEFAULT_WORKSPACE,
+    env_seconds,
     first_flag,
     resolve_boundary,
     resolve_identity,
@@ -72,6 +75,9 @@ class ModelDataCollector:
         schema_mode: str = "evolve",
         boundary: str | None = None,
         enabled: bool | None = None,
+        sample_rate: float = 1.0,
+        always_keep: Sequence[Mapping[str, Any]] | None = None,
+        control: bool | None = None,
         debug: bool | None = None,
         pad_dates: bool = True,
         compaction: str | None = None,
@@ -105,6 +111,10 @@ class ModelDataCollector:
         self._enabled_at_start = first_flag(enabled, "MDC_ENABLED", "AML_MODEL_DC_STORAGE_ENABLED", default=True)
         self._enabled_override: bool | None = None
         self._on = self._enabled_at_start
+        self._rate_at_start = check_rate(sample_rate)
+        self._rate_override: float | None = None
+        self._keep_at_start = keep_rules(always_keep)
+        self._control: Setting = Setting()
         self.debug = first_flag(debug, "MDC_DEBUG", "AML_MODEL_DC_DEBUG", default=False)
         self._clock = clock or time.time_ns
         self._closed = False
@@ -164,6 +174,14 @@ class ModelDataCollector:
         )
         self._pipeline: Pipeline = get_pipeline()
         self._pipeline.register(self._route)
+        self._apply()
+        self._watcher: ControlWatcher | None = None
+        if backend is not None and first_flag(control, "MDC_CONTROL", default=True) and hasattr(backend, "read"):
+            self._watcher = self._pipeline.control_for(backend, control_key(identity.workspace, identity.service))
+            self._watcher.subscribe(self._on_control)
+            if self._watcher.document is not None:
+                self._on_control(self._watcher.document)
+            self._watcher.first_read(env_seconds("MDC_CONTROL_START_TIMEOUT", START_TIMEOUT))
         self._constants = dict.fromkeys(AML_COLUMNS, "")
         self._constants.update(
             {
@@ -244,7 +262,39 @@ class ModelDataCollector:
         if value is not None and not isinstance(value, bool):
             raise ConfigurationError(f"enabled must be True, False or None, got {value!r}")
         self._enabled_override = value
-        self._on = self._enabled_at_start if value is None else value
+        self._apply()
+
+    @property
+    def sample_rate(self) -> float:
+        """The share of requests whose rows are kept (by a hash of the correlation id, so a
+        request's inputs, predictions and labels go together). Set it at run time; ``None``
+        goes back to the control document's value, else the start-up one."""
+        return self._route.sample_rate
+
+    @sample_rate.setter
+    def sample_rate(self, value: float | None) -> None:
+        self._rate_override = None if value is None else check_rate(value)
+        self._apply()
+
+    def refresh_control(self) -> None:
+        """Read the service's control document now (the flusher also does, every
+        ``MDC_CONTROL_INTERVAL`` seconds)."""
+        if self._watcher is not None:
+            self._watcher.refresh()
+
+    def _on_control(self, document: ControlDocument | None) -> None:
+        self._control = Setting() if document is None else document.for_collector(
+            self.model_name, self.model_version, self._designation, self.collection_name)
+        self._apply()
+
+    def _apply(self) -> None:
+        """Effective values: set in code > the control document > the start-up value (SPEC.md)."""
+        control = self._control
+        self._on = next(v for v in (self._enabled_override, control.enabled, self._enabled_at_start) if v is not None)
+        route = self._route
+        route.sample_rate = next(v for v in (self._rate_override, control.sample_rate, self._rate_at_start)
+                                 if v is not None)
+        route.always_keep = control.always_keep if control.always_keep is not None else self._keep_at_start
 
     def flush(self, timeout: float | None = None) -> FlushStatus:
         """Wait until every row collected before the call is handled. The status is true when

@@ -29,7 +29,7 @@ from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.sealing import Holder, seal_rows
-from mdc_core.settings import positive_number
+from mdc_core.settings import env_seconds as _env_float
 from mdc_core.shapes import N_AML, Kind, Taken
 from mdc_core.writer import Sink, _create, write
 
@@ -66,10 +66,13 @@ class Route:
         self.unpaired = 0
         self.spooled = 0  # failed to upload, safe in the local spool, to be replayed
         self.spilled = 0  # moved to the spool by the spiller under memory pressure, ever
+        self.sampled_out = 0  # skipped by sampling (not a drop)
+        self.sample_rate = 1.0
+        self.always_keep: tuple[Any, ...] = ()
         self.dropped: collections.Counter[str] = collections.Counter()
 
     def reset_counters(self) -> None:
-        self.collected = self.written = self.unpaired = self.spooled = self.spilled = 0
+        self.collected = self.written = self.unpaired = self.spooled = self.spilled = self.sampled_out = 0
         self.dropped = collections.Counter()
 
 
@@ -94,6 +97,7 @@ class Pipeline:
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
         self._backends: dict[tuple[str, str, str], Backend] = {}
         self._spools: dict[str, tuple[Any, Backend]] = {}
+        self._controls: dict[tuple[int, str], Any] = {}
         self._claimed_at = 0.0
         self.spool_lost_rows = 0
         """Rows in spool files found torn or corrupt (counted, and logged, when found)."""
@@ -156,6 +160,18 @@ class Pipeline:
                               max_bytes=int(_env_float("MDC_SPOOL_MAX_BYTES", DEFAULT_SPOOL_BYTES)))
                 found = self._spools[label] = (spool, backend)
             return found[0]
+
+    def control_for(self, backend: Backend, key: str) -> Any:
+        """The process's watcher of one control document, made on first use; the flusher
+        re-reads it when due."""
+        from mdc_core.control import DEFAULT_INTERVAL, ControlWatcher
+
+        with self._start_lock:
+            found = self._controls.get((id(backend), key))
+            if found is None:
+                interval = _env_float("MDC_CONTROL_INTERVAL", DEFAULT_INTERVAL)
+                found = self._controls[(id(backend), key)] = ControlWatcher(backend, key, interval)
+            return found
 
     def register(self, route: Route) -> None:
         self._routes.add(route)
@@ -299,9 +315,11 @@ class Pipeline:
                 "collected": route.collected,
                 "written": route.written,
                 "dropped": dropped,
-                "pending": route.collected - route.written - sum(dropped.values()) - route.spooled,
+                "pending": (route.collected - route.written - sum(dropped.values()) - route.spooled
+                            - route.sampled_out),
                 "spooled": route.spooled,
                 "spilled": route.spilled,
+                "sampled_out": route.sampled_out,
                 "unpaired": route.unpaired,
                 "retries": route.sink.retried,
                 "buffered_bytes": self._buffered_bytes,
@@ -349,6 +367,8 @@ class Pipeline:
         with self._done:
             self._started += 1
             number = self._started
+        for watcher in list(self._controls.values()):
+            watcher.refresh_if_due()
         if self._spools:
             self._replay()
         while self._seal_and_write():
@@ -424,6 +444,8 @@ class Pipeline:
         for route, items in by_route.items():
             spilled = functools.partial(self._spilled, route) if spill else None
             for table in self._tables(route, items):
+                if route.sample_rate < 1.0:
+                    table = self._sampled(route, table)
                 done = 0
                 try:
                     for rows, key, error, kept in write(route.sink, table, spilled):
@@ -444,6 +466,19 @@ class Pipeline:
                 yield build_table(route.columns or (), route.deployment, [(taken, stamp)])
             except Exception as exc:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
+
+    def _sampled(self, route: Route, table: Any) -> Any:
+        from mdc_core.sampling import sample
+
+        try:
+            kept, skipped = sample(table, route.sample_rate, route.always_keep)
+        except Exception as exc:  # a rule that does not fit the data: keep every row, say why
+            self._log.log(logging.ERROR, f"sampling:{route.name}", "mdc sampling of %s failed (%s: %s); "
+                          "the batch is written whole", route.name, type(exc).__name__, exc)
+            return table
+        with self.lock:
+            route.sampled_out += skipped
+        return kept
 
     def _spilled(self, route: Route, rows: int) -> None:
         """Count rows the spiller puts in the spool before the put (a replay may credit them as
@@ -604,13 +639,3 @@ def _spillable(sink: Sink) -> bool:
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return positive_number(float(raw), name)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds") from None

@@ -118,3 +118,14 @@ def positive_number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(f"{what} must be a positive number, got {value!r}")
     return value
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number from the environment variable ``name`` (seconds, bytes), else ``default``."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return positive_number(float(raw), name)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number") from None
