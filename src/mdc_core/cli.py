@@ -1,4 +1,5 @@
-"""The ``mdc`` command line: ``ls``, ``read``, ``join``, ``export``, ``compact``, ``purge``, ``erase``.
+"""The ``mdc`` command line: ``ls``, ``read``, ``join``, ``export``, ``compact``, ``purge``, ``erase``,
+``control``.
 
 ``mdc compact URL`` merges closed partitions' batch objects into the spec's one file per
 partition (what automatic compaction does, on demand); the others are the reader's
@@ -24,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from mdc_core.compaction import MANIFEST, compact_partition
+from mdc_core.control_cli import add_control_parser, run_control
 from mdc_core.errors import ConfigurationError, MdcError
 from mdc_core.export import FORMATS
 from mdc_core.join import HOW
@@ -54,12 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoDataError as exc:
         print(f"mdc: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
-    except MdcError as exc:
-        print(f"mdc: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (OSError, ValueError, pa.ArrowException) as exc:
+    except (OSError, pa.ArrowException) as exc:  # storage errors (BackendError), unreadable files
         print(f"mdc: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except (MdcError, ValueError) as exc:  # a bad argument value
+        print(f"mdc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mdc: interrupted", file=sys.stderr)
         return 130
@@ -190,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     erase.add_argument("--designation", help="only this designation")
     erase.add_argument("--dry-run", action="store_true", help="count the rows, change nothing")
+    add_control_parser(commands)
     return parser
 
 
@@ -473,7 +476,8 @@ def _erase(args: argparse.Namespace, options: dict[str, Any]) -> int:
     return EXIT_FAILED if result.skipped else EXIT_OK
 
 
-COMMANDS = {"ls": _ls, "read": _read, "join": _join, "export": _export, "purge": _purge, "erase": _erase}
+COMMANDS = {"ls": _ls, "read": _read, "join": _join, "export": _export, "purge": _purge, "erase": _erase,
+            "control": run_control}
 
 
 if __name__ == "__main__":
