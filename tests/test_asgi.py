@@ -435,3 +435,17 @@ def test_aflush_and_aclose_return_flush_status_without_blocking_the_loop(tmp_pat
     assert len(rows(tmp_path, "inputs")) == 2
     inputs.collect([5, 6])
     assert inputs.stats()["dropped"]["closed"] == 1
+
+
+def test_disabled_capture_collectors_capture_nothing_until_enabled(tmp_path) -> None:
+    """Capture follows its collectors' run-time switch: off, requests leave no capture rows; on
+    again, the next request is captured."""
+    inputs, preds, bodies, failures = collectors(tmp_path)
+    bodies.enabled = failures.enabled = False
+    app = MdcASGIMiddleware(scoring_app(inputs, preds), bodies=bodies, failures=failures)
+    assert run(app, [("X-Request-ID", "off")], [b'{"data": [[1, 2]]}'])[0]["status"] == 200
+    bodies.enabled = None
+    run(app, [("X-Request-ID", "on")], [b'{"data": [[1, 2]]}'])
+    flush_all(inputs, preds, bodies, failures)
+    assert [r["$aml_request_id"] for r in rows(tmp_path, "general", "http_bodies")] == ["on"]
+    assert [r["$aml_request_id"] for r in rows(tmp_path, "inputs")] == ["off", "on"]

@@ -124,6 +124,10 @@ def _check_collector(collector: ModelDataCollector | None, columns: tuple[str, .
         )
 
 
+def _on(collector: ModelDataCollector | None) -> bool:
+    return collector is not None and collector.enabled
+
+
 class Capture:
     """A middleware's capture settings: where body and failure rows go, and the body limit."""
 
@@ -145,8 +149,8 @@ class Capture:
 
     def exchange(self, method: str, path: str, content_type: str | None) -> Exchange | None:
         """The capture state of one request, or ``None`` when nothing is captured."""
-        if self.bodies is None and self.failures is None:
-            return None
+        if not _on(self.bodies) and not _on(self.failures):
+            return None  # nothing to capture: no per-request cost beyond the scope
         return Exchange(self, method, path, content_type)
 
 
@@ -192,7 +196,7 @@ class Exchange:
         self.path = path
         self.status = 0
         self.error: BaseException | None = None
-        keep = capture.bodies is not None
+        keep = _on(capture.bodies)
         self.request = _Body(keep and is_json(content_type), capture.max_body_bytes)
         self.response = _Body(False, capture.max_body_bytes)
         self.done = False
@@ -205,7 +209,7 @@ class Exchange:
 
     def response_start(self, status: int, content_type: str | None) -> None:
         self.status = status
-        self.response.keep = self.capture.bodies is not None and is_json(content_type)
+        self.response.keep = _on(self.capture.bodies) and is_json(content_type)
 
     def response_chunk(self, data: bytes) -> None:
         try:
