@@ -22,7 +22,7 @@ KEY = control_key("default/default/default", "default")
 
 def mdc_control(store, *args: str) -> subprocess.CompletedProcess[str]:
     """``mdc control ...`` in another process, as an operator would run it."""
-    return subprocess.run([sys.executable, "-m", "mdc_core.control_cli", "control", args[0], str(store), *args[1:]],
+    return subprocess.run([sys.executable, "-m", "mdc_core.cli", "control", args[0], str(store), *args[1:]],
                           capture_output=True, text=True, timeout=120, check=False, env=dict(os.environ))
 
 

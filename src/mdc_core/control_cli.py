@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from typing import Any
 
 from mdc_core.control import ControlDocument, Setting, control_key
@@ -105,19 +104,3 @@ def _show(key: str, missing: bool, document: ControlDocument, as_json: bool) -> 
         print(json.dumps({"document": key, "exists": True, "control": json.loads(text)}))
     else:
         print(f"{key}:\n{text}", end="")
-
-
-def main() -> None:  # for python -m mdc_core.control_cli
-    parser = argparse.ArgumentParser(prog="mdc")
-    add_control_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args()
-    options = dict(o.split("=", 1) for o in args.option)
-    try:
-        sys.exit(run_control(args, options))
-    except ConfigurationError as exc:
-        print(f"mdc: {exc}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
