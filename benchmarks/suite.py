@@ -497,9 +497,10 @@ def machine() -> dict:
         import mdc_core
 
         info["pyarrow"] = pyarrow.__version__
-        info["mdc_commit"] = subprocess.run(
-            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
+        git = ["git", "-C", str(HERE.parent)]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
+        info["mdc_commit"] = os.environ.get("MDC_BENCH_COMMIT") or (head + (" + uncommitted src/" if dirty else ""))
         info["mdc_core"] = os.path.dirname(mdc_core.__file__)
     return info
 
@@ -711,10 +712,27 @@ def parquet_available() -> bool:
         return False
 
 
+def snapshot(rev: str, into: Path) -> None:
+    """Export ``src/`` at ``rev`` and put it first on the path of this process and of the cells, so a
+    run measures one commit even while the work tree changes under it."""
+    into.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", rev, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    src = str(into / "src")
+    sys.path.insert(0, src)
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
+    commit = subprocess.run(
+        ["git", "-C", str(HERE.parent), "rev-parse", "--short", rev], capture_output=True, text=True
+    )
+    os.environ["MDC_BENCH_COMMIT"] = commit.stdout.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("quick", "full"), default="quick")
-    parser.add_argument("--seconds", type=float, help="closed-loop seconds per cell (quick 1.5, full 5)")
+    parser.add_argument("--seconds", type=float, help="closed-loop seconds per cell (quick 1, full 5)")
     parser.add_argument("--iterations", type=int, help="fixed requests per thread instead of --seconds (smoke tests)")
     parser.add_argument("--backends", default="local,azurite,seaweedfs")
     parser.add_argument("--cells", default="", help="only cells whose name matches one of these comma-separated globs")
@@ -724,15 +742,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="also draw calls/s and p99 against threads into this PNG")
     parser.add_argument("--cell-timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the cells' storage and spool folders")
+    parser.add_argument(
+        "--at", metavar="REV", help="benchmark mdc's src/ as committed at REV (a git snapshot), not the work tree"
+    )
     parser.add_argument("--lose-one-row", action="store_true", help=argparse.SUPPRESS)  # the harness's own test
     args = parser.parse_args(argv)
     if args.seconds is None:
-        args.seconds = 1.5 if args.mode == "quick" else 5.0
+        args.seconds = 1.0 if args.mode == "quick" else 5.0
     peer_list = [] if args.peers in ("", "none") else args.peers.split(",")
     backend_names = args.backends.split(",")
     args.parquet = parquet_available()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="mdc-bench-"))
+    if args.at:
+        snapshot(args.at, work / "snapshot")
     report: dict[str, Any] = {
         "mode": args.mode,
         "command": "python benchmarks/suite.py " + " ".join(argv if argv is not None else sys.argv[1:]),
