@@ -11,8 +11,9 @@ import re
 import pytest
 
 from conftest import data_files, read_csv
-from mdc_core import NO_REQUEST_ID, ConfigurationError, FlushStatus, MdcASGIMiddleware, ModelDataCollector
+from mdc_core import NO_REQUEST_ID, ConfigurationError, FlushStatus, MdcASGIMiddleware, ModelDataCollector, serving
 from mdc_core.correlation import current_request_id
+from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.serving import BODY_COLUMNS, FAILURE_COLUMNS, resolve_request_id, trace_id_of
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -383,6 +384,7 @@ def test_capture_errors_never_reach_the_request(tmp_path, monkeypatch, caplog) -
 
     monkeypatch.setattr(bodies, "collect", broken)
     monkeypatch.setattr(failures, "collect", broken)
+    monkeypatch.setattr(serving, "_log", RateLimitedLog(serving.logger))  # not held back by an earlier test
     app = MdcASGIMiddleware(scoring_app(inputs, preds), bodies=bodies, failures=failures)
     sent = run(app, [("X-Request-ID", "ok-1")], [b'{"data": [[1, 2]]}'])
     assert sent[0]["status"] == 200 and sent[-1]["body"] == b'{"n": 1}' and echoed(sent) == "ok-1"

@@ -12,8 +12,9 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from conftest import data_files, read_csv
-from mdc_core import NO_REQUEST_ID, MdcWSGIMiddleware, ModelDataCollector, record_exception
+from mdc_core import NO_REQUEST_ID, MdcWSGIMiddleware, ModelDataCollector, record_exception, serving
 from mdc_core.correlation import current_request_id
+from mdc_core.ratelimit import RateLimitedLog
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -286,6 +287,7 @@ def test_capture_errors_never_reach_the_request(tmp_path, monkeypatch, caplog) -
 
     monkeypatch.setattr(bodies, "collect", broken)
     monkeypatch.setattr(failures, "collect", broken)
+    monkeypatch.setattr(serving, "_log", RateLimitedLog(serving.logger))  # not held back by an earlier test
     app = MdcWSGIMiddleware(streaming_app(inputs, preds), bodies=bodies, failures=failures)
     served = serve(app, b'{"data": [[1, 2]]}', [("X-Request-ID", "ok-1")])
     assert served.status == "200 OK" and served.body == b"[3]" and served.header("X-Request-ID") == "ok-1"

@@ -32,11 +32,18 @@ from typing import TYPE_CHECKING, Any
 from mdc_core import correlation
 from mdc_core.designations import GENERAL
 from mdc_core.errors import ConfigurationError
+from mdc_core.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from mdc_core.collector import ModelDataCollector
 
 logger = logging.getLogger("mdc")
+_log = RateLimitedLog(logger)
+
+
+def _capture_failed(what: str) -> None:
+    """Log the exception being handled, once a minute per kind: capture never raises."""
+    _log.log(logging.ERROR, what, f"mdc: {what}; the request is served without it", exc_info=True)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH = 128
@@ -178,7 +185,8 @@ class _Body:
         """The kept bytes as text; a character cut at the limit is left out, not mangled."""
         if not self.keep:
             return ""
-        return codecs.getincrementaldecoder("utf-8")("replace").decode(b"".join(self.chunks), final=False)
+        data = b"".join(self.chunks)
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=self.size == self.kept)
 
     @property
     def truncated(self) -> bool:
@@ -205,7 +213,7 @@ class Exchange:
         try:
             self.request.add(data)
         except Exception:  # capture never breaks the request
-            logger.exception("mdc: capturing a request body failed")
+            _capture_failed("capturing a request body failed")
 
     def response_start(self, status: int, content_type: str | None) -> None:
         self.status = status
@@ -215,7 +223,7 @@ class Exchange:
         try:
             self.response.add(data)
         except Exception:
-            logger.exception("mdc: capturing a response body failed")
+            _capture_failed("capturing a response body failed")
 
     def finish(self, error: BaseException | None = None) -> None:
         """Collect the body row and, for a failure, the failure row (once; never raises). An
@@ -242,7 +250,7 @@ class Exchange:
                     }
                 )
         except Exception:
-            logger.exception("mdc: collecting the bodies of a request failed")
+            _capture_failed("collecting the bodies of a request failed")
         try:
             if capture.failures is not None and (error is not None or status >= 500):
                 capture.failures.collect(
@@ -254,7 +262,7 @@ class Exchange:
                     }
                 )
         except Exception:
-            logger.exception("mdc: collecting a failed request failed")
+            _capture_failed("collecting a failed request failed")
 
 
 _exchange: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("mdc_exchange", default=None)
