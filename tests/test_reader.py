@@ -487,3 +487,18 @@ def test_erase_skips_a_partition_locked_by_a_compactor(tmp_path) -> None:
     result = store.erase(correlation_ids=[collected["inputs"][0][CID]], designation="inputs")
     assert result.rows == 0 and list(result.skipped) == [inputs_folder(root)]
     assert os.path.exists(os.path.join(root, inputs_folder(root), "_mdc_compaction.lock"))
+
+
+def test_hour_partitions_and_unpadded_dates(tmp_path) -> None:
+    """Hourly, unpadded folders (2026/3/4/09) are listed by hour and read by a datetime range."""
+    hours = (utc(2026, 3, 4, 9, 5), utc(2026, 3, 4, 10, 59, 59), utc(2026, 3, 4, 11, 0))
+    collected = collect_days(str(tmp_path), days=hours, boundary="hour", pad_dates=False)
+    store = open_store(str(tmp_path))
+    parts = store.partitions(designation="inputs")
+    assert [p.date for p in parts] == ["2026-03-04T09", "2026-03-04T10", "2026-03-04T11"]
+    assert parts[0].folder.endswith("/inputs/2026/3/4/09/")
+    start, end = utc(2026, 3, 4, 10), utc(2026, 3, 4, 11)
+    assert [p.date for p in store.partitions(designation="inputs", start=start, end=end)] == ["2026-03-04T10"]
+    assert_same(
+        store.read("best_model", start=start, end=end).to_table(), expected_rows(collected["inputs"], start, end)
+    )

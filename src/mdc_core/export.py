@@ -79,13 +79,10 @@ def export(
     result = ExportResult(redact_url(destination), fmt)
     lo, hi = as_utc(start), as_utc(end, end=True)
 
-    def scan(name: str, parts: list[Any] | None = None) -> Scan:
-        found = store.read(
-            model, name, start=start, end=end, columns=None if name != designation else columns, **filters
+    def scan(name: str) -> Scan:
+        return store.read(
+            model, name, start=start, end=end, columns=columns if name == designation else None, **filters
         )
-        if parts is not None:
-            found.partitions = [p for p in found.partitions if p.start.date() in parts]
-        return found
 
     if designation is not None:
         source = scan(designation)
@@ -105,13 +102,11 @@ def export(
     if not inputs.partitions:
         raise NoDataError(f"no inputs in {_range(lo, hi)} under {redact_url(store.url)}")
     days = sorted({p.start.date() for p in inputs.partitions})
-    sides = ["predictions", *(["labels"] if labels else [])]
-    schemas = [inputs.schema, *(scan(s).schema for s in sides)]
-    empty = [s.empty_table() for s in schemas]
-    schema = join(*empty, how=how).table.schema
+    scans = [inputs, *(scan(s) for s in ["predictions", *(["labels"] if labels else [])])]
+    schema = join(*(s.schema.empty_table() for s in scans), how=how).table.schema
     with _Writer(fs, path, fmt, schema) as writer:
         for i, day in enumerate(days):
-            tables = [scan("inputs", [day]).to_table(), *(scan(s, [day]).to_table() for s in sides)]
+            tables = [s.subset([p for p in s.partitions if p.start.date() == day]).to_table() for s in scans]
             joined = join(*tables, how=how)
             table = conform(joined.table, schema)
             if columns is not None:

@@ -283,6 +283,12 @@ class Scan:
         self.progress = progress
         """Called with ``(partitions done, partitions in all)`` after each partition."""
 
+    def subset(self, partitions: Sequence[Partition]) -> Scan:
+        """The same scan over some of its partitions (and with its schema, if known)."""
+        copy = Scan.__new__(Scan)
+        copy.__dict__.update(self.__dict__, partitions=list(partitions), progress=None)
+        return copy
+
     @property
     def files(self) -> int:
         return sum(len(p.data_files) for p in self.partitions)
