@@ -188,25 +188,28 @@ def test_projection_and_pandas_polars(tmp_path) -> None:
     assert polars.height == len(collected["inputs"])
 
 
-def test_batches_stream_file_by_file(tmp_path) -> None:
-    """to_batches() reads a file only when the batches before it are consumed; every batch has
-    the scan's schema."""
+def test_batches_stream_file_by_file(tmp_path, monkeypatch) -> None:
+    """With a schema, to_batches() reads a file only when the batches before it are consumed;
+    without one, a small read decodes each file once (the schema pass keeps the tables), and a
+    read past the cache reads the files again, still every row once."""
     collected = collect_days(str(tmp_path))
     store = open_store(str(tmp_path))
     reads: list[str] = []
     real_read = store.backend.read
-    store.backend.read = lambda key: reads.append(key) or real_read(key)
-    scan = store.read("best_model", "inputs", schema=None)
-    schema = scan.schema
+    monkeypatch.setattr(store.backend, "read", lambda key: reads.append(key) or real_read(key))
+    schema = store.read("best_model", "inputs").schema
     reads.clear()
-    batches = scan.to_batches()
+    batches = store.read("best_model", "inputs", schema=schema).to_batches()
     first = next(batches)
-    data_reads = [k for k in reads if k.endswith("data.csv")]
-    assert len(data_reads) == 1 and first.schema == schema
+    assert len([k for k in reads if k.endswith("data.csv")]) == 1 and first.schema == schema
     rest = list(batches)
     assert pa.Table.from_batches([first, *rest]).num_rows == len(collected["inputs"])
-    reader = open_store(str(tmp_path)).read("best_model", "inputs").to_reader()
-    assert reader.read_all().num_rows == len(collected["inputs"])
+    for cache, times in ((1 << 30, 1), (0, 2)):
+        monkeypatch.setattr("mdc_core.reader.CACHE_BYTES", cache)
+        reads.clear()
+        table = store.read("best_model", "inputs").to_reader().read_all()
+        assert len([k for k in reads if k.endswith("data.csv")]) == 3 * times
+        assert_same(table, expected_rows(collected["inputs"]))
 
 
 # -- batches, compaction, exactly once --------------------------------------------------------

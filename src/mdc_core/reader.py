@@ -50,6 +50,8 @@ AML_TYPES: dict[str, pa.DataType] = {
     for name in AML_COLUMNS
 }
 ATTEMPTS = 8
+CACHE_BYTES = 256 << 20
+"""Tables a schema pass decoded are kept for the read that follows up to this size (Arrow bytes)."""
 
 
 class PartitionChanged(BackendError):
@@ -256,8 +258,9 @@ class Scan:
     """The rows of a set of partitions in a time range; read when asked, file by file.
 
     ``schema`` fixes the columns and types (one pass); without it, ``to_batches`` first reads
-    the files' schemas (Parquet footers; CSV files are parsed), then the rows: pass ``schema=``
-    to read once. ``to_table`` reads once either way.
+    the files for their schemas, keeping what it decoded up to ``CACHE_BYTES`` for the rows (so
+    small reads read once); past that it reads the rows again (Parquet: only footers the first
+    time). Pass ``schema=`` to stream a large range in one pass. ``to_table`` reads once.
     """
 
     def __init__(
@@ -281,12 +284,13 @@ class Scan:
         self.collection = collection
         self.local_append = local_append
         self.progress = progress
-        """Called with ``(partitions done, partitions in all)`` after each partition."""
+        """Called with ``(partitions done, partitions in all)`` as the read goes on."""
+        self._cached: list[pa.Table] | None = None
 
     def subset(self, partitions: Sequence[Partition]) -> Scan:
         """The same scan over some of its partitions (and with its schema, if known)."""
         copy = Scan.__new__(Scan)
-        copy.__dict__.update(self.__dict__, partitions=list(partitions), progress=None)
+        copy.__dict__.update(self.__dict__, partitions=list(partitions), progress=None, _cached=None)
         return copy
 
     @property
@@ -297,39 +301,60 @@ class Scan:
     def bytes(self) -> int:
         return sum(p.bytes for p in self.partitions)
 
-    def _tables(self) -> Iterator[pa.Table]:
-        expression = time_filter(self.start, self.end)
+    def _files(self) -> Iterator[tuple[int, Partition, str, bytes]]:
         for i, part in enumerate(self.partitions):
-            inside = (self.start is None or part.start >= self.start) and (self.end is None or part.end <= self.end)
             for key, raw in partition_files(self.backend, part, self.local_append):
-                if self.collection is not None and stem_of(key.rpartition("/")[2]) != self.collection:
-                    continue
-                # A whole day inside the range needs no row filter, except for rows filed
-                # under another date than their timestamp's (they never are, but be exact).
-                table = decode(key, raw, self.columns, expression if not inside else None)
-                if inside and expression is not None and TIMESTAMP in table.column_names:
-                    table = table.filter(expression)
-                yield table
+                if self.collection is None or stem_of(key.rpartition("/")[2]) == self.collection:
+                    yield i, part, key, raw
+
+    def _decode(self, part: Partition, key: str, raw: bytes) -> pa.Table:
+        expression = time_filter(self.start, self.end)
+        inside = (self.start is None or part.start >= self.start) and (self.end is None or part.end <= self.end)
+        table = decode(key, raw, self.columns, expression if not inside else None)
+        if inside and expression is not None and TIMESTAMP in table.column_names:
+            table = table.filter(expression)  # rows are filed under their own date, but be exact
+        return table
+
+    def _tables(self) -> Iterator[pa.Table]:
+        cached, self._cached = self._cached, None
+        if cached is not None:  # decoded by the schema pass: the same snapshot, read once
+            yield from cached
             if self.progress is not None:
-                self.progress(i + 1, len(self.partitions))
+                self.progress(len(self.partitions), len(self.partitions))
+            return
+        done = 0
+        for i, part, key, raw in self._files():
+            if self.progress is not None and i > done:
+                self.progress(i, len(self.partitions))
+                done = i
+            yield self._decode(part, key, raw)
+        if self.progress is not None:
+            self.progress(len(self.partitions), len(self.partitions))
 
     @property
     def schema(self) -> pa.Schema:
-        """The columns and types every batch has (read from the files once, then cached)."""
+        """The columns and types every batch has (read from the files once, then cached). The
+        files' tables are kept for the read that follows while they fit in ``CACHE_BYTES``."""
         if self._schema is None:
-            schemas = []
-            for part in self.partitions:
-                for key, raw in partition_files(self.backend, part, self.local_append):
-                    if self.collection is not None and stem_of(key.rpartition("/")[2]) != self.collection:
-                        continue
-                    if key.endswith(".parquet"):
-                        schema = _normalise(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow.empty_table()).schema
-                        if self.columns is not None:
-                            schema = pa.schema([f for f in schema if f.name in self.columns])
-                    else:
-                        schema = decode(key, raw, self.columns).schema
+            schemas: list[pa.Schema] = []
+            cached: list[pa.Table] | None = []
+            size = 0
+            for _, part, key, raw in self._files():
+                if cached is None and key.endswith(".parquet"):
+                    schema = _normalise(pq.ParquetFile(pa.BufferReader(raw)).schema_arrow.empty_table()).schema
+                    if self.columns is not None:
+                        schema = pa.schema([f for f in schema if f.name in self.columns])
                     schemas.append(schema)
+                    continue
+                table = self._decode(part, key, raw)
+                schemas.append(table.schema)
+                if cached is not None:
+                    cached.append(table)
+                    size += table.nbytes
+                    if size > CACHE_BYTES:
+                        cached = None  # too big to keep: the rows are read again
             self._schema = self._order(unify(schemas)) if schemas else pa.schema([])
+            self._cached = cached
         return self._schema
 
     def _order(self, schema: pa.Schema) -> pa.Schema:
@@ -376,4 +401,5 @@ class Scan:
         return pl.from_arrow(self.to_table())
 
     def count_rows(self) -> int:
+        """How many rows the scan holds (each once)."""
         return sum(t.num_rows for t in self._tables())
