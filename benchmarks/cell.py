@@ -29,6 +29,19 @@ import workload  # noqa: E402
 WARMUP = 5  # requests per thread before the clock starts (their rows are counted too)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux keeps ru_maxrss across
+    exec, so a cell would inherit the high-water mark of the suite process that started it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -143,7 +156,7 @@ def run(spec: dict, go: Callable[[], None]) -> dict:
         "durable_s": durable_at - loop.last_call_end,
         "last_call_wall": last_call_wall,
         "cpu_s": _cpu() - cpu0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": _peak_rss_mb(),
         **done,
     }
     np.save(spec["result"] + ".lat.npy", loop.latencies_ns)
