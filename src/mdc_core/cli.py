@@ -16,6 +16,7 @@ import argparse
 import calendar
 import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -30,7 +31,6 @@ from mdc_core.errors import ConfigurationError, MdcError
 from mdc_core.export import FORMATS
 from mdc_core.join import HOW
 from mdc_core.plugins import get_registry
-from mdc_core.reader import count_rows
 from mdc_core.records import Capability
 from mdc_core.redact import redact_url
 from mdc_core.render import ROW_FORMATS, Progress, human_bytes, write_rows
@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoDataError as exc:
         print(f"mdc: {exc}", file=sys.stderr)
         return EXIT_NO_DATA
+    except BrokenPipeError:  # the reader of our output went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (OSError, pa.ArrowException) as exc:  # storage errors (BackendError), unreadable files
         print(f"mdc: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -214,8 +217,11 @@ def _compact(url: str, prefix: str, include_open: bool, options: dict[str, Any],
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
     now = time.time()
     results, failures = [], 0
+    progress = Progress("compacting partitions", enabled=not as_json)
     try:
-        for folder, stem, ext in _partitions(backend.list(prefix)):
+        partitions = _partitions(backend.list(prefix))
+        for i, (folder, stem, ext) in enumerate(partitions):
+            progress(i + 1, len(partitions))
             end = _period_end(folder)
             if end is None or (end > now and not include_open):
                 continue
@@ -230,6 +236,7 @@ def _compact(url: str, prefix: str, include_open: bool, options: dict[str, Any],
                 failures += 1
                 results.append({"folder": folder, "error": f"{type(exc).__name__}: {exc}"})
     finally:
+        progress.close()
         backend.close()
     _report(redact_url(url), results, failures, as_json)
     return 1 if failures else 0
@@ -299,26 +306,13 @@ def _what(args: argparse.Namespace, noun: str) -> str:
 
 
 def _ls(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    progress = Progress("counting rows", enabled=not args.json)
     with open_store(args.url, **options) as store:
-        progress = Progress("counting rows", enabled=not args.no_rows and not args.json)
-        parts = store.partitions(**_filters(args))
-        if not parts:
-            hint = "" if _filters(args) else " (is the URL right? does the container or bucket exist?)"
-            raise NoDataError(f"nothing stored under {redact_url(args.url)} matches{hint}")
-        entries = []
-        for i, part in enumerate(parts):
-            entries.append(
-                {
-                    **dict(zip(LEVELS, part.series)),
-                    "date": part.date,
-                    "files": len(part.data_files),
-                    "batches": len(part.batches),
-                    "bytes": part.bytes,
-                    "rows": None if args.no_rows else count_rows(store.backend, part, store._local_append()),
-                }
-            )
-            progress(i + 1, len(parts))
-        progress.close()
+        entries = store.ls(rows=not args.no_rows, progress=progress, **_filters(args))
+    progress.close()
+    if not entries:
+        hint = "" if _filters(args) else " (is the URL right? does the container or bucket exist?)"
+        raise NoDataError(f"nothing stored under {redact_url(args.url)} matches{hint}")
     if args.json:
         print(json.dumps({"url": redact_url(args.url), "partitions": entries}, indent=2))
         return EXIT_OK
@@ -476,8 +470,15 @@ def _erase(args: argparse.Namespace, options: dict[str, Any]) -> int:
     return EXIT_FAILED if result.skipped else EXIT_OK
 
 
-COMMANDS = {"ls": _ls, "read": _read, "join": _join, "export": _export, "purge": _purge, "erase": _erase,
-            "control": run_control}
+COMMANDS = {
+    "ls": _ls,
+    "read": _read,
+    "join": _join,
+    "export": _export,
+    "purge": _purge,
+    "erase": _erase,
+    "control": run_control,
+}
 
 
 if __name__ == "__main__":

@@ -224,18 +224,21 @@ class Store:
                 found.append(part)
         return found
 
-    def ls(self, *, rows: bool = True, **filters: Any) -> list[dict[str, Any]]:
+    def ls(self, *, rows: bool = True, progress: Any = None, **filters: Any) -> list[dict[str, Any]]:
         """One dict per partition: its five levels, ``date``, ``files``, ``batches``, ``bytes``,
         and ``rows`` (counted by reading the files, exactly once as ``read`` would; ``None``
-        with ``rows=False``)."""
+        with ``rows=False``). ``progress(done, total)`` is called as partitions are counted."""
         from mdc_core.reader import count_rows
 
         out = []
-        for part in self.partitions(**filters):
-            entry = dict(zip(LEVELS, part.series))
+        parts = self.partitions(**filters)
+        for i, part in enumerate(parts):
+            entry: dict[str, Any] = dict(zip(LEVELS, part.series))
             entry.update(date=part.date, files=len(part.data_files), batches=len(part.batches), bytes=part.bytes)
             entry["rows"] = count_rows(self.backend, part, self._local_append()) if rows else None
             out.append(entry)
+            if progress is not None and rows:
+                progress(i + 1, len(parts))
         return out
 
     # -- reading ---------------------------------------------------------------------------
