@@ -186,6 +186,9 @@ def test_projection_and_pandas_polars(tmp_path) -> None:
     assert sorted(frame[CID]) == sorted(r[CID] for r in collected["inputs"])
     polars = scan.to_polars()
     assert polars.height == len(collected["inputs"])
+    dataset = open_store(str(tmp_path)).read("best_model", "inputs").to_dataset()  # one-shot, streamed
+    ints = dataset.to_table(columns=["x_int"], filter=pa.compute.field("x_int") >= 2000).column("x_int")
+    assert sorted(ints.to_pylist()) == sorted(r["x_int"] for r in collected["inputs"] if r["x_int"] >= 2000)
 
 
 def test_batches_stream_file_by_file(tmp_path, monkeypatch) -> None:
@@ -219,7 +222,8 @@ class Hooked:
     """A backend that runs ``hook(op, key)`` before each read/put/delete (once per key)."""
 
     def __init__(self, inner: Any, hook: Any):
-        self.inner, self.hook, self.capabilities = inner, hook, inner.capabilities
+        self.inner, self.hook = inner, hook
+        self.capabilities = getattr(inner, "capabilities", frozenset())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -14,9 +14,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import utc
-from mdc_core import open_store
+from mdc_core import Store, open_store
 from mdc_core.cli import main as mdc_main
-from test_reader import CID, DAYS, TS, assert_same, collect_days, expected_rows, joined_expected
+from mdc_core.compaction import MANIFEST, compact_partition
+from mdc_formats.csv import CsvFormat
+from test_reader import (
+    CID,
+    DAYS,
+    TS,
+    Hooked,
+    assert_same,
+    collect_days,
+    expected_rows,
+    inputs_folder,
+    joined_expected,
+)
 
 adlfs = pytest.importorskip("adlfs")
 s3fs = pytest.importorskip("s3fs")
@@ -138,3 +150,37 @@ def test_missing_container_or_bucket_is_no_data(cloud, capsys) -> None:
         assert "does the container or bucket exist" in err
     for secret in (cloud.options.get("secret"), cloud.options.get("connection_string")):
         assert not secret or secret not in err
+
+
+def test_every_row_once_while_compaction_races_or_died(cloud) -> None:
+    """On the real store: a compaction that runs between the reader's listing and its reads, and
+    one that died after replacing data.csv (batches and manifest left), never double a row."""
+    collected = collect_on(cloud, days=DAYS[:1], batches=3)
+    store = open_store(cloud.url, **cloud.options)
+    inner = store.backend
+    folder = inputs_folder("")
+    fired: list[str] = []
+
+    def race(op: str, key: str) -> None:
+        if op == "read" and key.startswith(folder) and "/data-" in key and not fired:
+            fired.append(key)
+            compact_partition(inner, CsvFormat(), folder, "data", "csv")
+
+    racing = Store(cloud.url, Hooked(inner, race), store.backend_name)
+    assert_same(racing.read("best_model").to_table(), expected_rows(collected["inputs"]))
+    assert fired
+
+    late = collect_on(cloud, days=DAYS[:1], batches=2)  # new batches beside the compacted data.csv
+
+    def crash(op: str, key: str) -> None:
+        if op == "delete" and "/data-" in key:
+            raise OSError("killed")
+
+    with pytest.raises(OSError, match="killed"):
+        compact_partition(Hooked(inner, crash), CsvFormat(), folder, "data", "csv")
+    assert MANIFEST in [k.rpartition("/")[2] for k, _ in inner.list(folder)]
+    everything = collected["inputs"] + late["inputs"]
+    assert_same(store.read("best_model").to_table(), expected_rows(everything))
+    assert mdc_main(["compact", cloud.url, "--include-open", *cloud.cli_options()]) == 0  # resumes
+    assert_same(store.read("best_model").to_table(), expected_rows(everything))
+    store.close()
