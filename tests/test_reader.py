@@ -446,6 +446,8 @@ def test_purge_deletes_only_partitions_older_than_n_days(tmp_path) -> None:
     done = store.purge(2, now=now)
     assert [p.rpartition("/")[0][-10:] for p in done.partitions] == ["2026/03/04"] * 2
     assert [e["date"] for e in store.ls(rows=False)] == ["2026-03-05", "2026-03-05"]
+    inputs = tmp_path / "default/default/default/default/best_model/3/inputs"
+    assert sorted(p.name for p in (inputs / "2026/03").iterdir()) == ["05"]  # no empty day folder left
     assert_same(store.read("best_model").to_table(), expected_rows(collected["inputs"], start=utc(2026, 3, 5)))
 
 

@@ -5,6 +5,9 @@ store. Each result is compared with the rows collected; listings are checked wit
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,6 +141,15 @@ def test_export_to_an_fsspec_url_on_the_store(cloud) -> None:
     got = sorted(zip(table.column(CID).to_pylist(), table.column("score").to_pylist(), table.column(TS).to_pylist()))
     assert got == [(r[CID], r["score"], r[TS]) for r in want]
     store.close()
+    dest_options = [
+        a for k, v in cloud.fs_options.items() for a in ("-O", f"{k}={json.dumps(v) if isinstance(v, dict) else v}")
+    ]
+    csv_target = f"{cloud.url}/exports/inputs.csv"
+    args = ["export", cloud.url, csv_target, "--designation", "inputs", *cloud.cli_options(), *dest_options]
+    assert mdc_main([*args, "--json"]) == 0
+    with cloud.fs.open(f"{cloud.name}/exports/inputs.csv", "rb") as f:
+        rows = list(csv.DictReader(io.TextIOWrapper(f, encoding="utf-8")))
+    assert sorted(r[CID] for r in rows) == sorted(r[CID] for r in collected["inputs"])
 
 
 def test_missing_container_or_bucket_is_no_data(cloud, capsys) -> None:

@@ -87,9 +87,24 @@ def purge(
             names = sorted((n for n, _ in part.files), key=lambda n: n[:1] in "_.")  # mdc's own files last
             for name in names:
                 store.backend.delete(part.folder + name)
+            _remove_empty_folders(store.backend, part.folder)
         if progress is not None:
             progress(i + 1, len(victims))
     return result
+
+
+def _remove_empty_folders(backend: Any, folder: str) -> None:
+    """On local disk, the purged day's folder and its empty month and year folders go too."""
+    root = getattr(backend, "root", None)
+    if not isinstance(root, str) or not os.path.isdir(root):
+        return
+    path = os.path.join(root, *folder.strip("/").split("/"))
+    for _ in range(folder.strip("/").count("/") - 6):  # the date levels only, never the series
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (or gone): stop climbing
+            return
+        path = os.path.dirname(path)
 
 
 @dataclass
