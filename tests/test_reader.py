@@ -511,3 +511,25 @@ def test_hour_partitions_and_unpadded_dates(tmp_path) -> None:
     assert_same(
         store.read("best_model", start=start, end=end).to_table(), expected_rows(collected["inputs"], start, end)
     )
+
+
+def test_an_append_during_the_read_is_cut_at_the_committed_length(tmp_path) -> None:
+    """The reader takes the committed length before the bytes: a half-written append, and one
+    that completes meanwhile, stay out of this read (the next read has the latter)."""
+    collected = collect_days(str(tmp_path), days=DAYS[:1])
+    inner = LocalBackend(str(tmp_path))
+    key = inputs_folder(str(tmp_path)) + "data.csv"
+    header = inner.read(key).split(b"\n", 1)[0] + b"\n"
+    appended: list[str] = []
+
+    def append_meanwhile(op: str, name: str) -> None:
+        if op == "read" and name == key and not appended:  # after the reader took the marker
+            appended.append(name)
+            inner.append(key, header, b'5,0.5,"late",c-late,2026-03-04T09:15:00.250000,1440,w,s,m,3,r\n')
+            with open(tmp_path / key, "ab") as f:
+                f.write(b"6,0.5,half")  # a writer still writing
+
+    store = Store(str(tmp_path), Hooked(inner, append_meanwhile), "local")
+    assert_same(store.read("best_model").to_table(), expected_rows(collected["inputs"]))
+    assert appended
+    assert open_store(str(tmp_path)).read("best_model").count_rows() == len(collected["inputs"]) + 1

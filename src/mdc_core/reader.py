@@ -143,16 +143,18 @@ def _digest(data: bytes | None) -> str:
 
 
 def _read(backend: Any, key: str, local_append: bool) -> bytes | None:
-    raw = backend.read(key)
-    if raw is None or not local_append:
-        return raw
+    """The object; for a local file being appended to, only up to its last complete append.
+    The marker is read first: an append that completes meanwhile is left for the next read."""
+    if not local_append:
+        return backend.read(key)
     folder, _, name = key.rpartition("/")
     marker = backend.read(f"{folder}/.{name}.committed" if folder else f".{name}.committed")
+    raw = backend.read(key)
     try:
         committed = int(marker.strip() or b"0") if marker is not None else None
     except ValueError:
         committed = None
-    return raw[:committed] if committed is not None and committed < len(raw) else raw
+    return raw[:committed] if raw is not None and committed is not None and committed < len(raw) else raw
 
 
 # -- decoding ---------------------------------------------------------------------------------
