@@ -533,3 +533,28 @@ def test_an_append_during_the_read_is_cut_at_the_committed_length(tmp_path) -> N
     assert_same(store.read("best_model").to_table(), expected_rows(collected["inputs"]))
     assert appended
     assert open_store(str(tmp_path)).read("best_model").count_rows() == len(collected["inputs"]) + 1
+
+
+def test_collections_of_signals_read_apart_or_together(tmp_path) -> None:
+    """Signals of two collections share a folder as <name>.csv; collection= reads one, and
+    without it the union comes back (columns of the other collection null)."""
+    clock = Clock(DAYS[0])
+    made = {}
+    for name, column in (("drift", "psi"), ("latency", "ms")):
+        dc = ModelDataCollector(
+            "best_model",
+            designation="signals",
+            collection_name=name,
+            feature_names=[column],
+            storage=str(tmp_path),
+            clock=clock,
+        )
+        made[name] = list(dc.collect([[1.5], [2.5]])[CID])
+        dc.close()
+    store = open_store(str(tmp_path))
+    part = store.partitions(designation="signals")[0]
+    assert [n for n, _ in part.data_files] == ["drift.csv", "latency.csv"]
+    drift = store.read("best_model", "signals", collection="drift").to_table()
+    assert drift.column_names[0] == "psi" and sorted(drift.column(CID).to_pylist()) == sorted(made["drift"])
+    both = store.read("best_model", "signals").to_table()
+    assert both.num_rows == 4 and both.column("ms").null_count == 2 and both.column("psi").null_count == 2
