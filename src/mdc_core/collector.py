@@ -31,7 +31,8 @@ from mdc_core.errors import ConfigurationError, RowWidthError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
 from mdc_core.pipeline import Pipeline, Route, get_pipeline
 from mdc_core.plugins import get_registry
-from mdc_core.records import BackendPlugin, Capability, FormatPlugin
+from mdc_core.privacy import check_rules
+from mdc_core.records import BackendPlugin, BatchContext, Capability, FormatPlugin
 from mdc_core.redact import redact_url
 from mdc_core.sampling import check_rate, keep_rules
 from mdc_core.settings import (
@@ -78,6 +79,8 @@ class ModelDataCollector:
         sample_rate: float = 1.0,
         always_keep: Sequence[Mapping[str, Any]] | None = None,
         control: bool | None = None,
+        column_rules: Mapping[str, Any] | None = None,
+        transform_options: Mapping[str, Any] | None = None,
         debug: bool | None = None,
         pad_dates: bool = True,
         compaction: str | None = None,
@@ -172,6 +175,14 @@ class ModelDataCollector:
         self._route = Route(
             f"{model_name}/{identity.version}/{self._designation}", sink, deployment, self.feature_names
         )
+        rules = check_rules(column_rules, self.feature_names)
+        if registry.transforms:
+            self._route.transforms = registry.transforms
+            self._route.context = BatchContext(
+                identity.workspace, identity.service, model_name, identity.version, self._designation,
+                collection_name, {**(transform_options or {}), "column_rules": rules})
+        elif rules:
+            raise ConfigurationError("column_rules need the 'privacy' plug-in, which is blocked or not installed")
         self._pipeline: Pipeline = get_pipeline()
         self._pipeline.register(self._route)
         self._apply()

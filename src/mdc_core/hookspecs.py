@@ -1,4 +1,5 @@
-"""The pluggy hooks a plug-in implements. Both run once, when the plug-in registry is built.
+"""The pluggy hooks a plug-in implements. ``mdc_backends`` and ``mdc_formats`` run once, when the
+plug-in registry is built; ``mdc_transform_batch`` runs in the flusher, once per batch.
 
 A plug-in is a module (or object) exposed under the ``mdc`` entry-point group::
 
@@ -20,8 +21,9 @@ See ``docs/plugin_hooks.md`` for every hook with a runnable example.
 from __future__ import annotations
 
 import pluggy
+import pyarrow as pa
 
-from mdc_core.records import BackendPlugin, FormatPlugin
+from mdc_core.records import BackendPlugin, BatchContext, FormatPlugin
 
 PROJECT = "mdc"
 
@@ -49,4 +51,16 @@ def mdc_formats() -> list[FormatPlugin]:  # type: ignore[empty-body]
     its file extension, and says whether bodies may be appended to one file; its
     ``factory(format_options)`` runs once per collector, and the format it returns encodes one
     Arrow table per batch and partition in the flusher thread.
+    """
+
+
+@hookspec
+def mdc_transform_batch(table: pa.Table, context: BatchContext) -> pa.Table | None:
+    """Change a batch before it is written (drop, hash or mask columns, or anything else).
+
+    Called in the flusher thread once per batch and collector, never per ``collect()`` call,
+    after sampling and before encoding. Implementations run in registration order, each given
+    the previous one's result; return a table to replace the batch, or ``None`` to leave it.
+    If one raises, the batch is counted as dropped (reason ``transform_error``) and logged: a
+    privacy transform that failed must not let the raw rows through.
     """

@@ -69,6 +69,8 @@ class Route:
         self.sampled_out = 0  # skipped by sampling (not a drop)
         self.sample_rate = 1.0
         self.always_keep: tuple[Any, ...] = ()
+        self.transforms: tuple[Any, ...] = ()  # mdc_transform_batch implementations
+        self.context: Any = None  # their BatchContext
         self.dropped: collections.Counter[str] = collections.Counter()
 
     def reset_counters(self) -> None:
@@ -446,6 +448,10 @@ class Pipeline:
             for table in self._tables(route, items):
                 if route.sample_rate < 1.0:
                     table = self._sampled(route, table)
+                if route.transforms:
+                    table = self._transformed(route, table)
+                    if table is None:
+                        continue
                 done = 0
                 try:
                     for rows, key, error, kept in write(route.sink, table, spilled):
@@ -466,6 +472,18 @@ class Pipeline:
                 yield build_table(route.columns or (), route.deployment, [(taken, stamp)])
             except Exception as exc:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
+
+    def _transformed(self, route: Route, table: Any) -> Any:
+        """The batch after every ``mdc_transform_batch`` implementation; None if one failed
+        (the batch is then counted as dropped: untransformed rows must not be written)."""
+        rows = table.num_rows
+        try:
+            for transform in route.transforms:
+                table = transform(table=table, context=route.context) or table
+        except Exception as exc:
+            self._account(route, rows, route.name, exc, reason="transform_error")
+            return None
+        return table
 
     def _sampled(self, route: Route, table: Any) -> Any:
         from mdc_core.sampling import sample

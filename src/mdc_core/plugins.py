@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -49,6 +49,9 @@ class PluginRegistry:
         failures = dict(failed or {})
         self._backends = _index(manager.hook.mdc_backends, "backend", BackendPlugin, failures)
         self._formats = _index(manager.hook.mdc_formats, "format", FormatPlugin, failures)
+        self.transforms: tuple[Callable[..., Any], ...] = tuple(
+            impl.function for impl in manager.hook.mdc_transform_batch.get_hookimpls())
+        """The ``mdc_transform_batch`` implementations, in registration order."""
         self.failed: Mapping[str, str] = MappingProxyType(failures)
         """Plug-ins that could not be loaded or whose hook raised, with the reason."""
         self.blocked: frozenset[str] = frozenset(blocked)

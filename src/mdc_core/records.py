@@ -128,3 +128,17 @@ class FormatPlugin:
     factory: Callable[[Mapping[str, Any]], Format]
     appendable: bool = False
     description: str = ""
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What an ``mdc_transform_batch`` implementation knows about the batch it is given: whose
+    rows they are, and the collector's ``transform_options`` (which may hold keys: never shown)."""
+
+    workspace: str
+    service: str
+    model: str
+    version: str
+    designation: str
+    collection: str
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)

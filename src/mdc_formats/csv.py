@@ -1,6 +1,11 @@
 """CSV as SPEC.md and Azure ML write it: a header row, then rows; RFC 4180 quoting, UTF-8,
 ``\\n`` line endings, empty fields for nulls and NaN, floats that round-trip exactly, and the
-scoring timestamp as ``2026-11-25T01:02:03.123456`` (UTC, no zone). Arrow writes the body."""
+scoring timestamp as ``2026-11-25T01:02:03.123456`` (UTC, no zone). Arrow writes the body.
+
+``format_options={"formula_guard": True}`` is for collections opened in spreadsheet tools: a
+text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a
+leading ``'`` so the tool shows it instead of running it (OWASP's CSV injection advice). Off by
+default, so text round-trips unchanged; numbers are never touched."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from mdc_core import Encoded, FormatPlugin, hookimpl
 
 SCORING_TIMESTAMP = "$aml_dc_scoring_timestamp"
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"  # Arrow's %S adds the fraction: six digits for microseconds
+FORMULA = r"^[=+\-@\t\r]"
 
 
 class CsvFormat:
@@ -25,14 +31,16 @@ class CsvFormat:
     def __init__(self, options: Mapping[str, Any] | None = None):
         options = dict(options or {})
         self._write_options = pacsv.WriteOptions(include_header=False, eol="\n", batch_size=8192)
-        if options:
-            raise ValueError(f"the csv format takes no options yet, got {sorted(options)}")
+        guard = options.pop("formula_guard", False)
+        if options or not isinstance(guard, bool):
+            raise ValueError(f"the csv format takes only formula_guard=True/False, got {sorted(options) or guard!r}")
+        self.formula_guard = guard
 
     def encode(self, table: pa.Table) -> Encoded:
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(table.column_names)
         body = io.BytesIO()
-        pacsv.write_csv(_printable(table), body, self._write_options)
+        pacsv.write_csv(_printable(table, self.formula_guard), body, self._write_options)
         return Encoded(header.getvalue().encode("utf-8"), body.getvalue())
 
     def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
@@ -73,7 +81,7 @@ def _records(text: str) -> tuple[str | None, list[tuple[str, str]]]:
     return header, records
 
 
-def _printable(table: pa.Table) -> pa.Table:
+def _printable(table: pa.Table, formula_guard: bool = False) -> pa.Table:
     """Timestamps as ISO-8601 text, NaN as empty: the forms CSV readers expect."""
     columns = []
     for column in table.columns:
@@ -82,6 +90,8 @@ def _printable(table: pa.Table) -> pa.Table:
             column = pc.strftime(column, format=ISO_SECONDS)
         elif pa.types.is_floating(t):
             column = pc.if_else(pc.is_nan(column), pa.scalar(None, t), column)
+        elif formula_guard and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            column = pc.replace_substring_regex(column, FORMULA, "'\\0")
         columns.append(column)
     return pa.table(columns, names=table.column_names)
 
