@@ -558,3 +558,25 @@ def test_collections_of_signals_read_apart_or_together(tmp_path) -> None:
     assert drift.column_names[0] == "psi" and sorted(drift.column(CID).to_pylist()) == sorted(made["drift"])
     both = store.read("best_model", "signals").to_table()
     assert both.num_rows == 4 and both.column("ms").null_count == 2 and both.column("psi").null_count == 2
+
+
+def test_a_large_file_streams_in_blocks_parsed_as_the_schema(tmp_path, monkeypatch) -> None:
+    """Past the cache, a CSV file is parsed block by block with the scan's types: a column whose
+    first rows are whole numbers and later ones fractions still comes back exactly."""
+    clock = Clock(DAYS[0])
+    dc = collector(str(tmp_path), "inputs", clock, ["v"])
+    ids = []
+    for batch in ([[i] for i in range(40)], [[i + 0.25] for i in range(40)]):
+        ids += list(dc.collect(batch)[CID])
+        assert dc.flush(timeout=30)
+    dc.close()
+    monkeypatch.setattr("mdc_core.reader.CACHE_BYTES", 0)
+    monkeypatch.setattr("mdc_core.reader.STREAM_BLOCK", 1024)
+    scan = open_store(str(tmp_path)).read("best_model", columns=["v", CID])
+    batches = list(scan.to_batches())
+    assert len(batches) > 2 and all(b.schema == scan.schema for b in batches)
+    assert scan.schema.field("v").type == pa.float64()
+    table = pa.Table.from_batches(batches)
+    assert dict(zip(table.column(CID).to_pylist(), table.column("v").to_pylist())) == dict(
+        zip(ids, [float(i) for i in range(40)] + [i + 0.25 for i in range(40)])
+    )

@@ -50,6 +50,8 @@ AML_TYPES: dict[str, pa.DataType] = {
     for name in AML_COLUMNS
 }
 ATTEMPTS = 8
+STREAM_BLOCK = 16 << 20
+"""Bytes of CSV parsed at a time when the scan's schema is known."""
 CACHE_BYTES = 256 << 20
 """Tables a schema pass decoded are kept for the read that follows up to this size (Arrow bytes)."""
 
@@ -165,29 +167,65 @@ def decode(key: str, raw: bytes, columns: Sequence[str] | None = None, filter: A
     and filtered by the dataset expression ``filter`` (pushed into Parquet's row groups)."""
     ext = key.rpartition(".")[2]
     if ext == "parquet":
-        fragment = ds.ParquetFileFormat().make_fragment(pa.BufferReader(raw))
-        physical = fragment.physical_schema
-        have = [c for c in columns if c in physical.names] if columns is not None else None
-        try:
-            table = fragment.to_table(columns=have, filter=filter)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a filter column the file lacks
-            table = _filter(fragment.to_table(columns=have), filter)
-        return _normalise(table)
+        fragment, have, filter = _parquet(raw, columns, filter)
+        return _normalise(fragment.to_table(columns=have, filter=filter))
     if ext == "csv":
         names = _csv_header(raw)
         types = {n: (pa.timestamp("us") if n == TIMESTAMP else t) for n, t in AML_TYPES.items() if n in names}
         include = None
         if columns is not None:
             include = [n for n in names if n in columns or (filter is not None and n == TIMESTAMP)] or names[:1]
-        options = pacsv.ConvertOptions(
-            column_types=types, include_columns=include, strings_can_be_null=True, quoted_strings_can_be_null=False
-        )
-        table = _normalise(pacsv.read_csv(io.BytesIO(raw), convert_options=options))
-        table = _filter(table, filter)
-        if columns is not None:
-            table = table.select([n for n in table.column_names if n in columns])
-        return table
+        table = _normalise(pacsv.read_csv(io.BytesIO(raw), convert_options=_csv_options(types, include)))
+        return _project(_filter(table, filter), columns)
     raise ConfigurationError(f"mdc cannot read .{ext} files ({key})")
+
+
+def decode_stream(
+    key: str, raw: bytes, schema: pa.Schema, columns: Sequence[str] | None = None, filter: Any = None
+) -> Iterator[pa.Table]:
+    """``decode`` in pieces (Parquet row groups, CSV blocks of ``STREAM_BLOCK`` bytes) for a
+    scan whose ``schema`` is known: CSV columns are parsed as the schema's types, not guessed."""
+    ext = key.rpartition(".")[2]
+    if ext == "parquet":
+        fragment, have, filter = _parquet(raw, columns, filter)
+        for batch in fragment.to_batches(columns=have, filter=filter):
+            yield _normalise(pa.Table.from_batches([batch]))
+        return
+    if ext != "csv":
+        raise ConfigurationError(f"mdc cannot read .{ext} files ({key})")
+    names = _csv_header(raw)
+    include = [n for n in names if n in schema.names and (columns is None or n in columns)]
+    if filter is not None and TIMESTAMP in names and TIMESTAMP not in include:
+        include.append(TIMESTAMP)
+    include = include or names[:1]
+    types = {}
+    for name in include:
+        t = AML_TYPES.get(name) or (schema.field(name).type if name in schema.names else pa.string())
+        types[name] = pa.timestamp(t.unit) if pa.types.is_timestamp(t) else t  # zone-less text: cast after
+    options = _csv_options(types, include)
+    reader = pacsv.open_csv(
+        pa.BufferReader(raw), read_options=pacsv.ReadOptions(block_size=STREAM_BLOCK), convert_options=options
+    )
+    for batch in reader:
+        yield _project(_filter(_normalise(pa.Table.from_batches([batch])), filter), columns)
+
+
+def _parquet(raw: bytes, columns: Sequence[str] | None, filter: Any) -> tuple[Any, list[str] | None, Any]:
+    fragment = ds.ParquetFileFormat().make_fragment(pa.BufferReader(raw))
+    physical = fragment.physical_schema.names
+    have = [c for c in columns if c in physical] if columns is not None else None
+    return fragment, have, filter if TIMESTAMP in physical else None
+
+
+def _csv_options(types: dict[str, pa.DataType], include: list[str] | None) -> pacsv.ConvertOptions:
+    """Empty fields are nulls, ``""`` an empty string: how the CSV format wrote them."""
+    return pacsv.ConvertOptions(
+        column_types=types, include_columns=include, strings_can_be_null=True, quoted_strings_can_be_null=False
+    )
+
+
+def _project(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+    return table if columns is None else table.select([n for n in table.column_names if n in columns])
 
 
 def _csv_header(raw: bytes) -> list[str]:
@@ -309,13 +347,20 @@ class Scan:
                 if self.collection is None or stem_of(key.rpartition("/")[2]) == self.collection:
                     yield i, part, key, raw
 
-    def _decode(self, part: Partition, key: str, raw: bytes) -> pa.Table:
+    def _decode(self, part: Partition, key: str, raw: bytes, stream: bool = False) -> Iterator[pa.Table]:
+        """The file's tables: in pieces when ``stream`` (the schema is known), else whole."""
         expression = time_filter(self.start, self.end)
         inside = (self.start is None or part.start >= self.start) and (self.end is None or part.end <= self.end)
-        table = decode(key, raw, self.columns, expression if not inside else None)
-        if inside and expression is not None and TIMESTAMP in table.column_names:
-            table = table.filter(expression)  # rows are filed under their own date, but be exact
-        return table
+        push = expression if not inside else None  # a day inside the range needs no pushed filter
+        tables = (
+            decode_stream(key, raw, self._schema, self.columns, push)
+            if stream
+            else [decode(key, raw, self.columns, push)]
+        )
+        for table in tables:
+            if inside and expression is not None and TIMESTAMP in table.column_names:
+                table = table.filter(expression)  # rows are filed under their own date, but be exact
+            yield table
 
     def _tables(self) -> Iterator[pa.Table]:
         cached, self._cached = self._cached, None
@@ -329,7 +374,7 @@ class Scan:
             if self.progress is not None and i > done:
                 self.progress(i, len(self.partitions))
                 done = i
-            yield self._decode(part, key, raw)
+            yield from self._decode(part, key, raw, stream=self._schema is not None)
         if self.progress is not None:
             self.progress(len(self.partitions), len(self.partitions))
 
@@ -348,7 +393,7 @@ class Scan:
                         schema = pa.schema([f for f in schema if f.name in self.columns])
                     schemas.append(schema)
                     continue
-                table = self._decode(part, key, raw)
+                table = next(self._decode(part, key, raw))
                 schemas.append(table.schema)
                 if cached is not None:
                     cached.append(table)
