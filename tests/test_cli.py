@@ -103,6 +103,8 @@ def test_errors_say_what_is_wrong(store_root, tmp_path, capsys) -> None:
     root, _ = store_root
     assert main(["read", root, "--model", "best_model", "--start", "2027-01-01"]) == 3
     assert "no inputs for model best_model from 2027-01-01" in capsys.readouterr().err
+    assert main(["join", root, "--model", "other_model"]) == 3
+    assert "no inputs" in capsys.readouterr().err
     assert main(["ls", str(tmp_path / "nothing")]) == 3
     assert "is the URL right" in capsys.readouterr().err
     assert main(["read", "gopher://x"]) == 2

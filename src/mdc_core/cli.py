@@ -28,7 +28,7 @@ import pyarrow as pa
 from mdc_core.compaction import MANIFEST, compact_partition
 from mdc_core.control_cli import add_control_parser, run_control
 from mdc_core.errors import ConfigurationError, MdcError
-from mdc_core.export import FORMATS
+from mdc_core.export import FORMATS, ExportResult, add_counts, join_by_day
 from mdc_core.join import HOW
 from mdc_core.plugins import get_registry
 from mdc_core.records import Capability
@@ -364,22 +364,29 @@ def _read(args: argparse.Namespace, options: dict[str, Any]) -> int:
 def _join(args: argparse.Namespace, options: dict[str, Any]) -> int:
     filters = _filters(args)
     model = filters.pop("model", None)
-    with open_store(args.url, **options) as store:
-        if not store.partitions(model=model, designation="inputs", **filters):
-            raise NoDataError(_what(args, "inputs"))
-        result = store.join(model, labels=args.labels, how=args.how, **filters)
-    table = result.table
-    columns = _columns(args)
-    if columns is not None:
-        table = table.select([c for c in columns if c in table.column_names])
+    filters.pop("designation", None)
     fmt = "json" if args.json else args.format
-    with _open_output(args.output, fmt) as out:
-        write_rows(table.to_batches(), table.schema, fmt, out, args.limit)
-    summary = result.as_dict()
+    columns = _columns(args)
+    total = ExportResult("", "")  # the running counts
+    with open_store(args.url, **options) as store:
+        days = join_by_day(store, model, labels=args.labels, how=args.how, **filters)
+        schema = days.schema if columns is None else pa.schema([f for f in days.schema if f.name in columns])
+        progress = Progress(f"joining {len(days.days)} days", enabled=args.output != "-")
+
+        def batches() -> Any:
+            for i, joined in enumerate(days):
+                add_counts(total, joined)
+                yield from joined.table.select(schema.names).to_batches()
+                progress(i + 1, len(days.days))
+
+        with _open_output(args.output, fmt) as out:
+            rows = write_rows(batches(), schema, fmt, out, args.limit)
+        progress.close()
+    summary = {"rows": rows, "matched": total.matched, "by_request": total.by_request, "unmatched": total.unmatched}
     print(
         json.dumps(summary)
         if args.json
-        else f"{summary['rows']} joined rows; unmatched: "
+        else f"{rows} joined rows; unmatched: "
         + ", ".join(f"{k} {v}" for k, v in summary["unmatched"].items())
         + (f"; paired by request id: {summary['by_request']}" if any(summary["by_request"].values()) else ""),
         file=sys.stderr,

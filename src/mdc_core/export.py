@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from mdc_core.errors import ConfigurationError
-from mdc_core.join import join
+from mdc_core.join import JoinResult, join
 from mdc_core.reader import Scan, conform
 from mdc_core.redact import redact_url
 from mdc_core.store import NoDataError, as_utc
@@ -31,11 +32,14 @@ FORMATS = ("parquet", "csv")
 
 @dataclass
 class ExportResult:
+    """What an export wrote: rows, days, and the join's counts summed over the days."""
+
     destination: str
     format: str
     rows: int = 0
     days: int = 0
     matched: dict[str, int] = field(default_factory=dict)
+    by_request: dict[str, int] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -45,6 +49,7 @@ class ExportResult:
             "rows": self.rows,
             "days": self.days,
             "matched": self.matched,
+            "by_request": self.by_request,
             "unmatched": self.unmatched,
         }
 
@@ -98,28 +103,67 @@ def export(
         result.days = len(days)
         return result
 
-    inputs = scan("inputs")
-    if not inputs.partitions:
-        raise NoDataError(f"no inputs in {_range(lo, hi)} under {redact_url(store.url)}")
-    days = sorted({p.start.date() for p in inputs.partitions})
-    scans = [inputs, *(scan(s) for s in ["predictions", *(["labels"] if labels else [])])]
-    schema = join(*(s.schema.empty_table() for s in scans), how=how).table.schema
-    with _Writer(fs, path, fmt, schema) as writer:
-        for i, day in enumerate(days):
-            tables = [s.subset([p for p in s.partitions if p.start.date() == day]).to_table() for s in scans]
-            joined = join(*tables, how=how)
-            table = conform(joined.table, schema)
+    joined_days = join_by_day(store, model, start=start, end=end, labels=labels, how=how, **filters)
+    with _Writer(fs, path, fmt, joined_days.schema) as writer:
+        for i, joined in enumerate(joined_days):
+            table = joined.table
             if columns is not None:
                 table = table.select([c for c in columns if c in table.column_names])
             writer.write(table)
             result.rows += table.num_rows
-            for counts, into in ((joined.matched, result.matched), (joined.unmatched, result.unmatched)):
-                for key, n in counts.items():
-                    into[key] = into.get(key, 0) + n
+            add_counts(result, joined)
             if progress is not None:
-                progress(i + 1, len(days))
-    result.days = len(days)
+                progress(i + 1, len(joined_days.days))
+    result.days = len(joined_days.days)
     return result
+
+
+@dataclass
+class JoinedDays:
+    """Inputs joined with predictions (and labels), one day at a time, every day's table with
+    ``schema``; iterate for a ``JoinResult`` per day."""
+
+    schema: pa.Schema
+    days: list[dt.date]
+    scans: list[Scan]
+    how: str
+
+    def __iter__(self) -> Iterator[JoinResult]:
+        for day in self.days:
+            tables = [s.subset([p for p in s.partitions if p.start.date() == day]).to_table() for s in self.scans]
+            joined = join(*tables, how=self.how)
+            joined.table = conform(joined.table, self.schema)
+            yield joined
+
+
+def join_by_day(
+    store: Store,
+    model: str | None = None,
+    *,
+    start: Any = None,
+    end: Any = None,
+    labels: bool = False,
+    how: str = "inner",
+    **filters: Any,
+) -> JoinedDays:
+    """The join of ``Store.join``, in bounded memory: predictions and labels carry their inputs'
+    timestamp, so each day joins on its own. Raises ``NoDataError`` when no inputs match."""
+    sides = ["inputs", "predictions", *(["labels"] if labels else [])]
+    scans = [store.read(model, name, start=start, end=end, **filters) for name in sides]
+    if not scans[0].partitions:
+        span = _range(as_utc(start), as_utc(end, end=True))
+        raise NoDataError(f"no inputs in {span} under {redact_url(store.url)}")
+    days = sorted({p.start.date() for p in scans[0].partitions})
+    schema = join(*(s.schema.empty_table() for s in scans), how=how).table.schema
+    return JoinedDays(schema, days, scans, how)
+
+
+def add_counts(into: ExportResult, joined: JoinResult) -> None:
+    """Add a day's counts to a running total."""
+    pairs = ((joined.matched, into.matched), (joined.by_request, into.by_request), (joined.unmatched, into.unmatched))
+    for counts, total in pairs:
+        for key, n in counts.items():
+            total[key] = total.get(key, 0) + n
 
 
 def _range(lo: dt.datetime | None, hi: dt.datetime | None) -> str:
