@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest_servers import azurite, seaweedfs  # noqa: F401  (session fixtures: one server per run)
-from mdc_core import correlation
+from mdc_core import correlation, ratelimit
 from mdc_core.plugins import reset_registry
 
 _ENV_PREFIXES = ("MDC_", "AML_MODEL_DC_")
@@ -27,6 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
             monkeypatch.delenv(name)
     monkeypatch.setenv("MDC_SPOOL_DIR", str(tmp_path_factory.getbasetemp() / "spool"))
     reset_registry()
+    ratelimit.reset_all()  # a line one test logged must not be held back in the next
     token = correlation._open.set(None)  # no inputs correlation opened in one test pairs in another
     yield
     correlation._open.reset(token)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import collections
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -28,10 +27,11 @@ from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
+from mdc_core.replay import SpoolReplay
 from mdc_core.sealing import Holder, seal_rows
 from mdc_core.settings import env_seconds as _env_float
 from mdc_core.shapes import N_AML, Kind, Taken
-from mdc_core.writer import Sink, _create, write
+from mdc_core.writer import Sink, write
 
 logger = logging.getLogger("mdc")
 
@@ -39,9 +39,7 @@ DEFAULT_INTERVAL = 5.0
 DEFAULT_BATCH_ROWS = 10_000
 EXIT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 256 << 20
-DEFAULT_SPOOL_BYTES = 1 << 30
 MAX_BATCH_ROWS = 100_000
-CLAIM_EVERY = 60.0
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 
 
@@ -83,7 +81,7 @@ Chunk = tuple[Route, Taken, Stamp, int, int]
 tuple, the cheapest thing to build on the hot path."""
 
 
-class Pipeline:
+class Pipeline(SpoolReplay):
     """Accepts chunks from any thread; one flusher thread writes them."""
 
     def __init__(self, interval: float = DEFAULT_INTERVAL, batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -146,22 +144,6 @@ class Pipeline:
             if self._compactor is None:
                 self._compactor = AutoCompactor(grace=_env_float("MDC_COMPACTION_GRACE", DEFAULT_GRACE))
             return self._compactor
-
-    def spool_for(self, plugin: BackendPlugin, label: str, backend: Backend) -> Any:
-        """The spool of one storage root, in ``MDC_SPOOL_DIR`` (default ``~/.cache/mdc/spool``),
-        made on first use; it adopts what dead processes left there for the same root."""
-        from mdc_core.spool import Spool
-
-        with self._start_lock:
-            found = self._spools.get(label)
-            if found is None:
-                root = os.environ.get("MDC_SPOOL_DIR") or os.path.join(
-                    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mdc", "spool")
-                name = hashlib.sha256(f"{plugin.name}\n{label}".encode()).hexdigest()[:16]
-                spool = Spool(os.path.join(root, name),
-                              max_bytes=int(_env_float("MDC_SPOOL_MAX_BYTES", DEFAULT_SPOOL_BYTES)))
-                found = self._spools[label] = (spool, backend)
-            return found[0]
 
     def control_for(self, backend: Backend, key: str) -> Any:
         """The process's watcher of one control document, made on first use; the flusher
@@ -539,61 +521,6 @@ class Pipeline:
             error,
             reason,
         )
-
-    def _replay(self) -> None:
-        """Upload what the spools hold, oldest first; stop at a spool's first failure."""
-        from mdc_core.spool import Damaged
-
-        now = time.monotonic()
-        claim = now - self._claimed_at > CLAIM_EVERY
-        if claim:
-            self._claimed_at = now
-        for spool, backend in list(self._spools.values()):
-            if spool.closed:
-                continue  # closed at exit: what it holds is for the next process
-            if claim:
-                list(spool.claim_orphans())  # adopted entries are listed by entries() below
-            if not spool.bytes():
-                continue
-            for entry in spool.entries():
-                if isinstance(entry, Damaged):
-                    self._lost_in_spool(spool, entry)
-                    continue
-                try:
-                    for record in entry.records:
-                        _create(backend, record.key, record.data)
-                except Exception as exc:  # still down: try again next cycle
-                    self._log.log(logging.WARNING, f"replay:{spool.directory}",
-                                  "mdc spool replay paused: %s: %s", type(exc).__name__, exc)
-                    break
-                spool.remove(entry)
-                self._credit(entry.records)
-
-    def _credit(self, records: Iterable[Any]) -> None:
-        """Replayed rows count as written for the collector that spooled them (in this process)."""
-        routes = {route.sink.route_name: route for route in list(self._routes)}
-        with self.lock:
-            for record in records:
-                route = routes.get(record.route)
-                if route is not None and route.spooled >= record.rows:
-                    route.spooled -= record.rows
-                    route.written += record.rows
-                else:
-                    self.orphan_rows_replayed += record.rows
-
-    def _lost_in_spool(self, spool: Any, damaged: Any) -> None:
-        with self.lock:
-            self.spool_lost_rows += damaged.lost_rows or 0
-        logger.error("mdc spool file %s is damaged (%s): %d bytes (%s rows) lost; %d complete batches recovered",
-                     damaged.path, damaged.reason, damaged.lost_bytes, damaged.lost_rows, len(damaged.recovered))
-        backend = next(b for s, b in self._spools.values() if s is spool)
-        for record in damaged.recovered:
-            try:
-                _create(backend, record.key, record.data)
-            except Exception:  # keep the file for a later replay of what it still holds
-                return
-        self._credit(damaged.recovered)
-        spool.remove(damaged)
 
     # -- process life ------------------------------------------------------------------------
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
+
+_instances: weakref.WeakSet[RateLimitedLog] = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """Forget what every limiter has logged, so the next line of each key is written (tests)."""
+    for instance in list(_instances):
+        with instance._lock:
+            instance._last.clear()
+            instance._held.clear()
 
 
 class RateLimitedLog:
@@ -18,6 +29,7 @@ class RateLimitedLog:
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
+        _instances.add(self)
 
     def log(self, level: int, key: str, message: str, *args: object, exc_info: bool = False) -> bool:
         """Log now if ``key`` was quiet for an interval; return whether a line was written."""
