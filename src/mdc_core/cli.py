@@ -1,5 +1,5 @@
 """The ``mdc`` command line: ``ls``, ``read``, ``join``, ``export``, ``compact``, ``purge``, ``erase``,
-``control``.
+``control``, ``drift``.
 
 ``mdc compact URL`` merges closed partitions' batch objects into the spec's one file per
 partition (what automatic compaction does, on demand); the others are the reader's
@@ -7,7 +7,7 @@ partition (what automatic compaction does, on demand); the others are the reader
 progress bars are drawn on standard error only when it is a terminal.
 
 Exit codes: 0 success, 1 failed (a storage error; a partition not compacted or erased),
-2 wrong usage, 3 no data matches.
+2 wrong usage, 3 no data matches, 4 drift above ``mdc drift --fail-above``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from mdc_core.compaction import MANIFEST, compact_partition
 from mdc_core.control_cli import add_control_parser, run_control
+from mdc_core.drift_cli import add_drift_parser, run_drift
 from mdc_core.errors import ConfigurationError, MdcError
 from mdc_core.export import FORMATS, ExportResult, add_counts, join_by_day
 from mdc_core.join import HOW
@@ -196,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--designation", help="only this designation")
     erase.add_argument("--dry-run", action="store_true", help="count the rows, change nothing")
     add_control_parser(commands)
+    add_drift_parser(commands, root)
     return parser
 
 
@@ -485,6 +487,7 @@ COMMANDS = {
     "purge": _purge,
     "erase": _erase,
     "control": run_control,
+    "drift": run_drift,
 }
 
 
