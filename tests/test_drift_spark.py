@@ -5,7 +5,6 @@ date-range baseline; the raw rows stay on the executors. One Spark session for t
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,24 +20,9 @@ pyspark = pytest.importorskip("pyspark")
 if shutil.which("java") is None:
     pytest.skip("PySpark needs Java (17) on the PATH", allow_module_level=True)
 
-from pyspark.sql import SparkSession  # noqa: E402
+from test_spark_layout import spark  # noqa: E402, F401  (the module's one local Spark session)
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")]
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("mdc-drift")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def columns(seed: int, n: int, shift: float = 0.0, p: tuple[float, ...] = (0.5, 0.3, 0.2)) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mdc_core.drift_cli import ENGINES
 from mdc_core.drift_engines import TIMESTAMP, Counts, Windows, local_counts, spark_counts
 from mdc_core.drift_metrics import (
     BINS,
@@ -41,7 +42,6 @@ from mdc_core.store import NoDataError, Store, as_utc, open_store
 
 SCHEMA = "mdc.drift/1"
 TOP = 5
-ENGINES = ("local", "spark")
 _WINDOW = re.compile(r"^\s*(?P<n>\d+)?\s*(?P<unit>d|day|days|h|hour|hours)\s*$")
 
 

@@ -9,11 +9,12 @@ import json
 import sys
 from typing import Any
 
-from mdc_core.drift import ENGINES, compute
+from mdc_core.errors import ConfigurationError
 from mdc_core.render import Progress
 
 EXIT_DRIFT = 4
 """Some window drifted more than ``--fail-above``."""
+ENGINES = ("local", "spark")
 
 
 def add_drift_parser(commands: Any, root: argparse.ArgumentParser) -> None:
@@ -49,6 +50,10 @@ def add_drift_parser(commands: Any, root: argparse.ArgumentParser) -> None:
 
 
 def run_drift(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    try:
+        from mdc_core.drift import compute
+    except ImportError as exc:  # numpy is not a core dependency
+        raise ConfigurationError(f"mdc drift needs numpy: pip install 'mdc[drift]' ({exc})") from None
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
     progress = Progress("reading partitions", enabled=not args.json)
     try:
