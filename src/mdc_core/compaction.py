@@ -119,13 +119,13 @@ def compact_partition(
         result.skipped = "no batches"
         return result  # the common case, checked without taking the lock
     owner = secrets.token_hex(8)
-    if not _acquire(backend, folder + LOCK, owner, lock_ttl, clock):
+    if not acquire_lock(backend, folder + LOCK, owner, lock_ttl, clock):
         result.skipped = "locked by another compactor"
         return result
     try:
         _compact_locked(backend, fmt, folder, stem, extension, result)
     finally:
-        _release(backend, folder + LOCK, owner)
+        release_lock(backend, folder + LOCK, owner)
     return result
 
 
@@ -204,7 +204,7 @@ def _read_json(backend: Maintainable, key: str) -> dict[str, Any] | None:
         return None
 
 
-def _acquire(backend: Maintainable, key: str, owner: str, ttl: float, clock: Any) -> bool:
+def acquire_lock(backend: Maintainable, key: str, owner: str, ttl: float, clock: Any) -> bool:
     """Create the lock; an expired lock is removed once and creation retried."""
     create = backend.create
     for _ in range(2):
@@ -217,7 +217,8 @@ def _acquire(backend: Maintainable, key: str, owner: str, ttl: float, clock: Any
     return False
 
 
-def _release(backend: Maintainable, key: str, owner: str) -> None:
+def release_lock(backend: Maintainable, key: str, owner: str) -> None:
+    """Remove the lock if it is still ``owner``'s (it may have lapsed and been taken over)."""
     lock = _read_json(backend, key)
     if lock is not None and lock.get("owner") == owner:
         backend.delete(key)

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mdc_core.compaction import LOCK, MANIFEST, _acquire, _release
+from mdc_core.compaction import LOCK, MANIFEST, acquire_lock, release_lock
 from mdc_core.correlation import NO_REQUEST_ID
 from mdc_core.errors import ConfigurationError
 from mdc_core.shapes import AML_COLUMNS
@@ -176,7 +176,7 @@ Ids = tuple[frozenset[str], frozenset[str]]
 def _erase_locked(backend: Any, part: Partition, ids: Ids, result: EraseResult) -> None:
     folder = part.folder
     owner = os.urandom(8).hex()
-    if not _acquire(backend, folder + LOCK, owner, 600.0, time.time):
+    if not acquire_lock(backend, folder + LOCK, owner, 600.0, time.time):
         result.skipped[folder] = "locked by a compactor; run erase again"
         return
     try:
@@ -210,7 +210,7 @@ def _erase_locked(backend: Any, part: Partition, ids: Ids, result: EraseResult) 
         result.rows += removed_total
         result.files.extend(sorted(plan))
     finally:
-        _release(backend, folder + LOCK, owner)
+        release_lock(backend, folder + LOCK, owner)
 
 
 def _digest(data: bytes | None) -> str:
