@@ -335,3 +335,33 @@ def test_html_report_renders_in_headless_chromium(shifted, tmp_path) -> None:
     top = dom[dom.index('id="top-features"') :]
     assert top.index('data-feature="b"') < top.index('data-feature="a"') < top.index('data-feature="c"')
     assert dom.count('class="bar-window"') >= 3 * 10
+
+
+def test_accuracy_and_error_per_window_from_labels(tmp_path) -> None:
+    """With labels, each window reports its labelled rows, accuracy, MAE and RMSE, as computed
+    by hand from the predictions and labels of its inputs."""
+    rng = np.random.default_rng(11)
+    wanted = []
+    for d, wrong in ((4, 0.1), (5, 0.4)):
+        n = 1000
+        y = rng.integers(0, 3, n)
+        pred = np.where(rng.random(n) < wrong, (y + 1) % 3, y)
+        write_day(tmp_path, day(d), {"a": rng.normal(0, 1, n)})
+        write_day(tmp_path, day(d), {"pred": pred}, designation="predictions")
+        write_day(tmp_path, day(d), {"y": y}, designation="labels")
+        err = (pred - y).astype(float)
+        wanted.append((n, np.mean(pred == y), np.mean(np.abs(err)), np.sqrt(np.mean(err**2))))
+    r = drift.compute(
+        str(tmp_path),
+        model="m",
+        baseline=pa.table({"a": rng.normal(0, 1, 500)}),
+        prediction_column="pred",
+        label_column="y",
+    )
+    for window, (n, accuracy, mae, rmse) in zip(r.windows, wanted):
+        q = window["labels"]
+        assert q["labelled"] == n
+        assert q["accuracy"] == pytest.approx(accuracy)
+        assert (q["mae"], q["rmse"]) == (pytest.approx(mae), pytest.approx(rmse))
+    assert r.windows[0]["labels"]["accuracy"] > 0.85 > 0.65 > r.windows[1]["labels"]["accuracy"]
+    assert 'id="labels"' in r.to_html()

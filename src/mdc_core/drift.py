@@ -141,13 +141,17 @@ def compute(
     workspace: str | None = None,
     storage_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    prediction_column: str | None = None,
+    label_column: str | None = None,
 ) -> DriftResult:
     """Drift of ``designation`` per window of ``window`` in ``[start, end)`` against ``baseline``.
 
     ``start``/``end`` default to the first and last partition in the store; ``features`` to the
     baseline's numeric and categorical columns (not ``$aml_`` ones). ``engine="spark"`` counts on
     PySpark (``spark``: a session; default: ``SparkSession.builder.getOrCreate()``) over a local
-    root. ``progress(done, total)`` is called as partitions are read (local engine). Raises
+    root. With ``prediction_column`` and ``label_column``, each window also gets ``labels``:
+    accuracy, MAE and RMSE of its inputs' predictions against their labels
+    (``mdc_core.drift_labels``). ``progress(done, total)`` is called as partitions are read (local engine). Raises
     ``NoDataError`` when the baseline has no rows or no partition matches.
     """
     if engine not in ENGINES:
@@ -188,7 +192,14 @@ def compute(
             "end": hi.isoformat(),
             "bins": BINS,
         }
-        return assemble(meta, plans, base_counts, counts, windows)
+        result = assemble(meta, plans, base_counts, counts, windows)
+        if prediction_column and label_column:
+            from mdc_core.drift_labels import label_metrics
+
+            quality = label_metrics(store, model, windows, prediction_column, label_column, _only(where))
+            for entry, q in zip(result.windows, quality):
+                entry["labels"] = q
+        return result
     finally:
         if not isinstance(url, Store):
             store.close()

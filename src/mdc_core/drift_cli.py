@@ -43,6 +43,8 @@ def add_drift_parser(commands: Any, root: argparse.ArgumentParser) -> None:
     drift.add_argument("--to", dest="end", help="last day (included) or an instant (excluded), UTC")
     drift.add_argument("--features", help="comma-separated features (default: the baseline's columns)")
     drift.add_argument("--engine", choices=ENGINES, default="local", help="local (default) or spark (a local root)")
+    drift.add_argument("--prediction-column", help="with --label-column: accuracy/error per window from labels")
+    drift.add_argument("--label-column", help="the labels' column to compare --prediction-column with")
     drift.add_argument("--html", metavar="FILE", help="write the HTML report to this file")
     drift.add_argument(
         "--fail-above", type=float, metavar="THRESHOLD", help=f"exit {EXIT_DRIFT} if a window's magnitude is above this"
@@ -72,6 +74,8 @@ def run_drift(args: argparse.Namespace, options: dict[str, Any]) -> int:
             engine=args.engine,
             storage_options=options,
             progress=progress,
+            prediction_column=args.prediction_column,
+            label_column=args.label_column,
         )
     finally:
         progress.close()
@@ -99,5 +103,11 @@ def _summary(result: Any) -> None:
     for w in data["windows"]:
         magnitude = "       –" if w["magnitude"] is None else f"{w['magnitude']:8.4f}"
         top = ", ".join(f"{t['name']} {t['score']:.3f}" for t in w["top_features"][:3])
-        print(f"{w['start'][:16]}  {w['rows']:>10} rows  magnitude {magnitude}  {top}")
+        quality = w.get("labels")
+        labelled = ""
+        if quality and quality["labelled"]:
+            labelled = f"  accuracy {quality['accuracy']:.3f}" + (
+                f" mae {quality['mae']:.4g}" if quality["mae"] is not None else ""
+            )
+        print(f"{w['start'][:16]}  {w['rows']:>10} rows  magnitude {magnitude}  {top}{labelled}")
     print("top features: " + ", ".join(data["summary"]["top_features"]))

@@ -166,7 +166,16 @@ def render(result: DriftResult, threshold: float | None = None) -> str:
         out.append(
             f"<tr><td>{escape(w['start'])}</td><td>{w['rows']}</td><td>{_fmt(w['magnitude'], 3)}</td>{cells}</tr>"
         )
-    out.append("</table><h2>Features</h2>")
+    out.append("</table>")
+    if any(w.get("labels") for w in data["windows"]):
+        out.append('<h2>Quality from labels</h2><table id="labels"><tr><th>window</th><th>labelled</th>')
+        out.append("<th>accuracy</th><th>MAE</th><th>RMSE</th></tr>")
+        for w in data["windows"]:
+            q = w.get("labels") or {}
+            cells = "".join(f"<td>{_fmt(q.get(k))}</td>" for k in ("labelled", "accuracy", "mae", "rmse"))
+            out.append(f"<tr><td>{escape(w['start'])}</td>{cells}</tr>")
+        out.append("</table>")
+    out.append("<h2>Features</h2>")
     kinds = {f["name"]: f["kind"] for f in data["features"]}
     for i, name in enumerate(top + [n for n in kinds if n not in top]):
         hist = data["histograms"][name]
