@@ -47,8 +47,9 @@ class Deployment(NamedTuple):
 def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
     """One table of every row in ``items``, in order, with the collector's columns.
 
-    Consecutive Python rows, and consecutive numpy arrays of one dtype, are converted together:
-    thousands of small calls cost one conversion, not thousands.
+    Consecutive Python rows, consecutive numpy arrays of one dtype, and consecutive pandas
+    frames of one set of columns and dtypes are converted together: thousands of small calls
+    cost one conversion, not thousands.
     """
     parts: list[pa.Table] = []
     run: list[tuple[Taken, Stamp]] = []
@@ -59,7 +60,7 @@ def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[
             parts.append(_run_part(columns, deployment, run))
             run = []
         if key is None:
-            parts.append(_table_part(columns, deployment, taken, stamp))
+            parts.append(_table_part(columns, deployment, taken, [(taken.rows, stamp)]))
             continue
         run.append((taken, stamp))
         run_key = key
@@ -73,16 +74,29 @@ def _run_key(taken: Taken) -> object:
         return Kind.ROWS
     if taken.kind is Kind.NUMPY and not taken.carried:
         return (Kind.NUMPY, taken.payload.dtype)
+    if taken.kind is Kind.PANDAS and not taken.carried:
+        return (Kind.PANDAS, taken.names)  # dtypes are reconciled when the run is converted
     return None
 
 
 def _run_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
-    if run[0][0].kind is Kind.ROWS:
+    first = run[0][0]
+    if first.kind is Kind.ROWS:
         return _rows_part(columns, deployment, run)
+    stamps = [(taken.rows, stamp) for taken, stamp in run]
     numpy = sys.modules["numpy"]
-    array = numpy.concatenate([taken.payload for taken, _ in run]) if len(run) > 1 else run[0][0].payload
+    if first.kind is Kind.PANDAS:
+        dtypes = set(first.payload.dtypes) if first.names == tuple(columns) else set()
+        uniform = dtypes.pop() if len(dtypes) == 1 else None  # one numeric dtype: the run goes as numpy
+        array = numpy.concatenate([t.payload.to_numpy() for t, _ in run]) if uniform is not None else None
+        if array is None or array.dtype != uniform or array.dtype.kind not in "fiub":  # else one concat
+            frames = [t.payload for t, _ in run]
+            frame = sys.modules["pandas"].concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            return _table_part(columns, deployment, first._replace(payload=frame, rows=len(frame)), stamps)
+    else:
+        array = numpy.concatenate([taken.payload for taken, _ in run]) if len(run) > 1 else first.payload
     features = pa.table([to_array(array[:, j], columns[j]) for j in range(len(columns))], names=list(columns))
-    return _join(features, _stamped(deployment, [(taken.rows, stamp) for taken, stamp in run]))
+    return _join(features, _stamped(deployment, stamps))
 
 
 def concat(parts: list[pa.Table]) -> pa.Table:
@@ -152,7 +166,9 @@ def _ordered_rows(taken: Taken, columns: Sequence[str]) -> Sequence[tuple[Any, .
     return [tuple(row[i] for i in order) for row in taken.payload]
 
 
-def _table_part(columns: Sequence[str], deployment: Deployment, taken: Taken, stamp: Stamp) -> pa.Table:
+def _table_part(
+    columns: Sequence[str], deployment: Deployment, taken: Taken, stamps: list[tuple[int, Stamp]]
+) -> pa.Table:
     kind, payload = taken.kind, taken.payload
     if kind is Kind.COLUMNS:
         table = pa.table(
@@ -178,7 +194,7 @@ def _table_part(columns: Sequence[str], deployment: Deployment, taken: Taken, st
     if taken.carried:
         aml = pa.table(table.columns[width : width + N_AML], names=list(AML_COLUMNS))
         return _join(features, _carried(aml))
-    return _join(features, _stamped(deployment, [(table.num_rows, stamp)]))
+    return _join(features, _stamped(deployment, stamps))
 
 
 def _features(names: tuple[str, ...], carried: bool) -> tuple[str, ...]:

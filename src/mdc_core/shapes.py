@@ -144,7 +144,7 @@ def _take_other(data: Any, width: int | None) -> Taken:
         return _take_numpy(data, width)
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(data, pandas.DataFrame):
-        names = tuple(str(c) for c in data.columns)
+        names = tuple(map(str, data.columns.to_numpy().tolist()))
         carried = _check_width(len(names), width, names)
         return Taken(Kind.PANDAS, data, len(data), len(names) - N_AML * carried, names, carried)
     if pandas is not None and isinstance(data, pandas.Series):
