@@ -1,6 +1,6 @@
 """Plot calls/s and p99 collect() latency against threads from a suite report (JSON).
 
-    python benchmarks/plot.py benchmarks/results/quick-....json docs/benchmarks.png
+    python benchmarks/plot.py benchmarks/results/quick-....json docs/performance.png
 
 matplotlib is not a dependency of mdc: ``draw()`` (used by ``suite.py --plot``) runs this file in
 ``.cache/bench/venv-plot``, created with matplotlib on first use. Single-row cells on local disk
