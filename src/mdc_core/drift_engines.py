@@ -132,7 +132,7 @@ def to_long(hists: Sequence[Histogram], rows: np.ndarray) -> pa.RecordBatch:
     """Partial histograms as ``LONG`` rows (only the bins with rows)."""
     columns: dict[str, list[np.ndarray]] = {name: [] for name in LONG.names}
 
-    def put(feature: int, window: np.ndarray, bins: np.ndarray, count: Any, total: Any, lo: Any, hi: Any) -> None:
+    def put(feature: int, window: np.ndarray, bins: Any, count: Any, total: Any, lo: Any, hi: Any) -> None:
         n = len(window)
         columns["feature"].append(np.full(n, feature, np.int32))
         columns["window"].append(window.astype(np.int64))
@@ -160,18 +160,18 @@ def from_long(plans: Sequence[FeaturePlan], table: pa.Table, count: int) -> Coun
     hists = [Histogram.empty(count, p.bins) for p in plans]
     rows = np.zeros(count, np.int64)
     data = {name: table.column(name).to_numpy(zero_copy_only=False) for name in LONG.names}
-    for i in range(table.num_rows):
-        f, w, b = int(data["feature"][i]), int(data["window"][i]), int(data["bin"][i])
-        if f < 0:
-            rows[w] += data["count"][i]
-        elif b >= 0:
-            hists[f].counts[w, b] += data["count"][i]
-            hists[f].sums[w, b] += data["total"][i]
-        elif b == -1:
-            hists[f].missing[w] += data["count"][i]
-        else:
-            hists[f].lo[w] = min(hists[f].lo[w], data["lo"][i])
-            hists[f].hi[w] = max(hists[f].hi[w], data["hi"][i])
+    feature, window, bins = data["feature"], data["window"], data["bin"]
+    np.add.at(rows, window[feature < 0], data["count"][feature < 0])
+    for f, hist in enumerate(hists):
+        mine = feature == f
+        at = mine & (bins >= 0)
+        np.add.at(hist.counts, (window[at], bins[at]), data["count"][at])
+        np.add.at(hist.sums, (window[at], bins[at]), data["total"][at])
+        at = mine & (bins == -1)
+        np.add.at(hist.missing, window[at], data["count"][at])
+        at = mine & (bins == -2)
+        np.minimum.at(hist.lo, window[at], data["lo"][at])
+        np.maximum.at(hist.hi, window[at], data["hi"][at])
     return Counts(hists, rows)
 
 

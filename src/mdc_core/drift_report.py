@@ -51,8 +51,8 @@ def _magnitude_chart(result: DriftResult, threshold: float | None) -> str:
         f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{PAD + plot_h}" stroke="#868e96"/>',
     ]
     for k in range(5):
-        v = top * k / 4
-        parts.append(f'<text x="{PAD - 6}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.2f}</text>')
+        tick = top * k / 4
+        parts.append(f'<text x="{PAD - 6}" y="{y(tick) + 4:.1f}" font-size="10" text-anchor="end">{tick:.2f}</text>')
     if threshold is not None:
         parts.append(
             f'<line class="threshold" x1="{PAD}" y1="{y(threshold):.1f}" x2="{PAD + plot_w}" y2="{y(threshold):.1f}" '
