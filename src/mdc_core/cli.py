@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Model data collector tools: list, read, join, export, compact, purge and erase "
         "the data collected under a storage root.",
         epilog="Exit codes: 0 success, 1 failed (storage error, or some partition not done), "
-        "2 wrong usage (bad argument, unknown URL scheme), 3 no data matches.",
+        "2 wrong usage (bad argument, unknown URL scheme), 3 no data matches, 4 drift above --fail-above.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     root = argparse.ArgumentParser(add_help=False)

@@ -176,7 +176,7 @@ def from_long(plans: Sequence[FeaturePlan], table: pa.Table, count: int) -> Coun
 
 
 def spark_frame(spark: Any, paths: Sequence[str], names: Sequence[str], timestamp: bool) -> Any:
-    """The files (CSV and Parquet, by extension) as one DataFrame of the feature columns (CSV
+    """The files (CSV by extension, else Parquet) as one DataFrame of the feature columns (CSV
     fields as strings, empty as null) and, with ``timestamp``, ``$aml_dc_scoring_timestamp``."""
     from functools import reduce
 
@@ -184,7 +184,7 @@ def spark_frame(spark: Any, paths: Sequence[str], names: Sequence[str], timestam
 
     frames = []
     csv = [p for p in paths if p.endswith(".csv")]
-    parquet = [p for p in paths if p.endswith(".parquet")]
+    parquet = [p for p in paths if not p.endswith(".csv")]  # .parquet files, or a folder of them
     if csv:
         frames.append(spark.read.option("header", True).option("escape", '"').csv(csv))
     if parquet:
