@@ -365,3 +365,11 @@ def test_accuracy_and_error_per_window_from_labels(tmp_path) -> None:
         assert (q["mae"], q["rmse"]) == (pytest.approx(mae), pytest.approx(rmse))
     assert r.windows[0]["labels"]["accuracy"] > 0.85 > 0.65 > r.windows[1]["labels"]["accuracy"]
     assert 'id="labels"' in r.to_html()
+
+
+def test_results_are_deterministic(shifted, result) -> None:
+    """The same data and baseline give the same JSON, byte for byte, and the same report."""
+    root, base, _ = shifted
+    again = drift.compute(root, model="m", version="1", baseline=pa.table(base), start="2026-03-04", end="2026-03-07")
+    assert again.to_json() == result.to_json()
+    assert again.to_html() == result.to_html()
