@@ -47,8 +47,8 @@ class Deployment(NamedTuple):
 def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
     """One table of every row in ``items``, in order, with the collector's columns.
 
-    Consecutive Python rows, consecutive numpy arrays of one dtype, and consecutive pandas
-    frames of one set of columns and dtypes are converted together: thousands of small calls
+    Consecutive Python rows, numpy arrays of one dtype, pandas frames of one set of columns and
+    Arrow tables of one schema are converted together: thousands of small calls
     cost one conversion, not thousands.
     """
     parts: list[pa.Table] = []
@@ -76,6 +76,8 @@ def _run_key(taken: Taken) -> object:
         return (Kind.NUMPY, taken.payload.dtype)
     if taken.kind is Kind.PANDAS and not taken.carried:
         return (Kind.PANDAS, taken.names)  # dtypes are reconciled when the run is converted
+    if taken.kind is Kind.ARROW and not taken.carried:
+        return (Kind.ARROW, taken.payload.schema)
     return None
 
 
@@ -84,6 +86,9 @@ def _run_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Ta
     if first.kind is Kind.ROWS:
         return _rows_part(columns, deployment, run)
     stamps = [(taken.rows, stamp) for taken, stamp in run]
+    if first.kind is Kind.ARROW:  # one schema: concatenated without copying, converted once
+        table = pa.concat_tables([t.payload for t, _ in run]) if len(run) > 1 else first.payload
+        return _table_part(columns, deployment, first._replace(payload=table, rows=table.num_rows), stamps)
     numpy = sys.modules["numpy"]
     if first.kind is Kind.PANDAS:
         dtypes = set(first.payload.dtypes) if first.names == tuple(columns) else set()
