@@ -128,7 +128,7 @@ def render(result: DriftResult, threshold: float | None = None) -> str:
     top = result.top_features(len(data["features"]))
     meta_rows = [
         ("storage", data["url"]),
-        ("model / version", f"{data['model']} / {data['version']}"),
+        ("model / version", f"{data['model'] or 'any'} / {data['version'] or 'any'}"),
         ("designation", data["designation"]),
         ("baseline", f"{data['baseline']['source']} ({data['baseline']['rows']} rows)"),
         ("windows", f"{len(data['windows'])} of {data['window']}, {data['start']} to {data['end']}"),
@@ -186,6 +186,11 @@ def render(result: DriftResult, threshold: float | None = None) -> str:
             f'<span style="background:{WINDOW_COLOUR}"></span>window {escape(str(hist["window"]))}</p>'
         )
         out.append(_distribution_chart(name, kinds[name], hist, i))
+        if kinds[name] == "numeric":
+            out.append(
+                '<p class="note">One slot per bin between the baseline\'s 5% quantiles (labels: bin edges); '
+                "bar height is density (share of rows / bin width).</p>"
+            )
         if window is not None:
             metrics = window["features"][name]
             keys = [k for k in metrics if k not in ("kind",)]
