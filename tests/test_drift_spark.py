@@ -104,3 +104,31 @@ def test_engines_agree_on_what_a_collector_wrote(spark, tmp_path) -> None:
             "x_float": "numeric",
             "x_text": "categorical",
         }
+
+
+def test_spark_leaves_a_partition_being_compacted_to_the_reader(spark, tmp_path) -> None:
+    """A compaction cut short after writing data.csv but before deleting its batch: the batch's
+    rows are in both files. Spark is not given that partition (the reader reads it, each row
+    once), so both engines count 1000 rows, not 1300."""
+    import hashlib
+    import json
+
+    import pyarrow.csv as pacsv
+
+    from mdc_core.compaction import MANIFEST
+    from test_drift import SERIES
+
+    write_day(tmp_path, day(4), columns(5, 1000))
+    folder = f"{SERIES}/inputs/2026/03/04/"
+    data = (tmp_path / folder / "data.csv").read_bytes()
+    batch = "data-0123456789abcdef-0000000001.csv"
+    pacsv.write_csv(pacsv.read_csv(tmp_path / folder / "data.csv").slice(0, 300), tmp_path / folder / batch)
+    entry = {"before": "0" * 64, "after": hashlib.sha256(data).hexdigest(), "batches": [folder + batch]}
+    (tmp_path / folder / MANIFEST).write_text(json.dumps({"outputs": {folder + "data.csv": entry}}))
+    write_day(tmp_path, day(5), columns(6, 800))
+    kwargs = dict(model="m", baseline=pa.table(columns(7, 500)), start="2026-03-04")
+    local = drift.compute(str(tmp_path), end="2026-03-05", **kwargs).as_dict()
+    on_spark = drift.compute(str(tmp_path), end="2026-03-05", engine="spark", spark=spark, **kwargs).as_dict()
+    assert [w["rows"] for w in local["windows"]] == [1000, 800]
+    local.pop("engine"), on_spark.pop("engine")
+    assert_same(local, on_spark)

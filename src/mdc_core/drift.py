@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from mdc_core.compaction import MANIFEST
 from mdc_core.drift_cli import ENGINES
 from mdc_core.drift_engines import TIMESTAMP, Counts, Windows, local_counts, spark_counts
 from mdc_core.drift_metrics import (
@@ -171,14 +172,16 @@ def compute(
             hi = hi or max(p.end for p in parts)
         count = max(1, -(-(hi - lo) // width))
         windows = Windows(lo, width, count)
+        columns = [p.name for p in plans] + [TIMESTAMP]
+        scan = store.read(model, designation, start=lo, end=hi, columns=columns, schema=_schema(plans), **_only(where))
+        scan.progress = progress  # (partitions read, partitions in all)
         if engine == "spark":
-            counts = spark_counts(_session(spark), plans, _paths(store, parts), windows)
+            clean = [p for p in scan.partitions if not compacting(p)]
+            counts = spark_counts(_session(spark), plans, _paths(store, clean), windows)
+            busy = [p for p in scan.partitions if compacting(p)]
+            if busy:  # a compaction runs (or was cut short) there: the reader reads each row once
+                add_counts(counts, local_counts(plans, _batches(scan.subset(busy)), windows))
         else:
-            columns = [p.name for p in plans] + [TIMESTAMP]
-            scan = store.read(
-                model, designation, start=lo, end=hi, columns=columns, schema=_schema(plans), **_only(where)
-            )
-            scan.progress = progress  # (partitions read, partitions in all)
             counts = local_counts(plans, _batches(scan), windows)
         meta = {
             "url": _redacted(store),
@@ -244,6 +247,18 @@ def _session(spark: Any) -> Any:
     return SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
 
 
+def compacting(part: Any) -> bool:
+    """Whether a compaction of the partition runs or was cut short (its manifest is there): its
+    files may hold some rows twice until it ends, so only the reader reads it exactly once."""
+    return any(name == MANIFEST for name, _ in part.files)
+
+
+def add_counts(into: Counts, more: Counts) -> None:
+    for total, part in zip(into.hists, more.hists):
+        total.add(part)
+    into.rows += more.rows
+
+
 def _paths(store: Store, parts: Sequence[Any]) -> list[str]:
     """Local paths of the partitions' data files (Spark reads local disk here)."""
     root = store.url.removeprefix("file://")
@@ -272,8 +287,9 @@ def _baseline(
         def stream() -> Iterator[pa.RecordBatch]:
             yield from store.read(where["model"], designation, start=lo, end=hi, **_only(where)).to_batches()
 
-        local = "://" not in store.url.removeprefix("file://")
-        return f"{designation} {lo.isoformat()}..{hi.isoformat()}", stream, _paths(store, parts) if local else None
+        spark_can = "://" not in store.url.removeprefix("file://") and not any(compacting(p) for p in parts)
+        paths = _paths(store, parts) if spark_can else None  # else the reader counts it, exactly once
+        return f"{designation} {lo.isoformat()}..{hi.isoformat()}", stream, paths
     if isinstance(baseline, str):
         return baseline, lambda: _file_batches(baseline), [baseline] if "://" not in baseline else None
     raise ConfigurationError("baseline: a Parquet or CSV file (path or URL), a pyarrow Table, or a date range A..B")
