@@ -5,7 +5,9 @@ has no Azure/S3 connectors, so it reads local disk, whose layout is byte for byt
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:PySpark does 
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's mdc, not PATH's python3
     session = (
         SparkSession.builder.master("local[1]")
         .appName("mdc-layout")

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,6 +246,9 @@ def _session(spark: Any) -> Any:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise ImportError("engine='spark' needs pyspark: pip install pyspark") from exc
+    # Python workers must run this interpreter, which has mdc; the PATH's python3 may not.
+    # Read when the JVM starts (spark.pyspark.python is not honoured in local mode).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return SparkSession.builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
 
 
