@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 from conftest import data_files, read_csv
+from mdc_core import ModelDataCollector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,3 +66,22 @@ def check_every_request_once(store: str, requests: int) -> None:
     for out in outputs:
         src = by_id[out["$aml_dc_correlation_id"]]
         assert float(out["y"]) == float(src["x"]) * 2 and out["$aml_request_id"] == f"req-{src['request']}"
+
+
+def rows(store, designation, name="data"):
+    """The rows of one designation's ``<name>.csv`` files, by the csv module."""
+    return [r for p in data_files(store, f"**/{designation}/**/{name}.csv") for r in read_csv(p)]
+
+
+def collectors(store):
+    """Inputs, predictions, body-capture and failure-capture collectors of one store."""
+    inputs = ModelDataCollector("best_model", designation="inputs", feature_names=["a", "b"], storage=store)
+    preds = ModelDataCollector("best_model", designation="predictions", feature_names=["y"], storage=store)
+    bodies = ModelDataCollector("best_model", designation="general", collection_name="http_bodies", storage=store)
+    failures = ModelDataCollector("best_model", designation="general", collection_name="http_failures", storage=store)
+    return inputs, preds, bodies, failures
+
+
+def flush_all(*dcs):
+    for dc in dcs:
+        assert dc.flush(timeout=30)

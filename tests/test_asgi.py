@@ -10,11 +10,12 @@ import re
 
 import pytest
 
-from conftest import data_files, read_csv
+from conftest import data_files
 from mdc_core import NO_REQUEST_ID, ConfigurationError, FlushStatus, MdcASGIMiddleware, ModelDataCollector, serving
 from mdc_core.correlation import current_request_id
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.serving import BODY_COLUMNS, FAILURE_COLUMNS, resolve_request_id, trace_id_of
+from serving import collectors, flush_all, rows
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -97,21 +98,6 @@ def echoed(sent) -> str:
     return values[0]
 
 
-def rows(store, designation, name="data"):
-    return [r for p in data_files(store, f"**/{designation}/**/{name}.csv") for r in read_csv(p)]
-
-
-def collectors(store):
-    inputs = ModelDataCollector("best_model", designation="inputs", feature_names=["a", "b"], storage=store)
-    preds = ModelDataCollector("best_model", designation="predictions", feature_names=["y"], storage=store)
-    bodies = ModelDataCollector("best_model", designation="general", collection_name="http_bodies", storage=store)
-    failures = ModelDataCollector("best_model", designation="general", collection_name="http_failures", storage=store)
-    return inputs, preds, bodies, failures
-
-
-def flush_all(*dcs):
-    for dc in dcs:
-        assert dc.flush(timeout=30)
 
 
 def scoring_app(inputs, preds, response_headers=()):

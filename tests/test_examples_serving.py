@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from conftest import data_files, read_csv
+from conftest import data_files
+from serving import rows
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -42,10 +43,6 @@ def serve(framework: str, requests: list[tuple[str, bytes, dict[str, str]]]) -> 
     for collector in (score.inputs_dc, score.prediction_dc, *app.extensions["mdc"].values()):
         assert collector.close(timeout=30)
     return responses
-
-
-def rows(store, designation, name="data"):
-    return [r for p in data_files(store, f"**/{designation}/**/{name}.csv") for r in read_csv(p)]
 
 
 def payload(rows_: list[list[float]]) -> bytes:
