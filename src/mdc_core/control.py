@@ -43,6 +43,7 @@ PREFIX = "_control"
 DEFAULT_INTERVAL = 30.0
 START_TIMEOUT = 2.0
 _KEYS = ("enabled", "sample_rate", "always_keep")
+_UNREAD = object()
 
 
 def control_key(workspace: str, service: str) -> str:
@@ -137,7 +138,7 @@ class ControlWatcher:
         self.clock = clock
         self.document: ControlDocument | None = None
         self.reads = 0
-        self._raw: bytes | None = None
+        self._raw: object = _UNREAD  # the bytes last read (None: no document)
         self._read_at: float | None = None
         self._lock = threading.Lock()
         self._subscribers: list[weakref.WeakMethod[Any]] = []
@@ -161,7 +162,7 @@ class ControlWatcher:
             _log.log(logging.WARNING, f"control:{self.key}", "mdc could not read the control document %s "
                      "(%s: %s); keeping the last one", self.key, type(exc).__name__, exc)
             return self.document
-        if raw == self._raw and self.reads > 1:
+        if raw == self._raw:
             return self.document
         self._raw, self.document = raw, document
         with self._lock:

@@ -60,6 +60,7 @@ def snapshot() -> Snapshot:
     """Read the counters of every live collector in this process."""
     pipeline = get_pipeline()
     snap = Snapshot(
+        buffered_bytes=pipeline.buffered_bytes,
         oldest_pending_age=pipeline.oldest_pending_age(),
         batches=pipeline.batches,
         batch_seconds=pipeline.batch_seconds,
@@ -70,7 +71,6 @@ def snapshot() -> Snapshot:
         d = route.deployment
         labels = (d.workspace, d.service, d.model, d.version, route.name.rpartition("/")[2])
         stats = pipeline.stats(route)
-        snap.buffered_bytes = stats["buffered_bytes"]
         values = snap.per_collector.setdefault(labels, {})
         for _, key, _, _ in _PER_COLLECTOR:
             combine = max if key == "oldest_spooled_age_s" else sum

@@ -277,6 +277,11 @@ class Pipeline(SpoolReplay):
         with self._done:
             return self._done.wait_for(lambda: self._done_seq >= target, timeout)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Estimated bytes of the rows in memory (queued, held or being written)."""
+        return self._buffered_bytes
+
     def oldest_pending_age(self, now: float | None = None) -> float | None:
         """Seconds since the oldest row still in memory (queued, held for a larger batch or being
         written, any collector) was collected; None when memory holds no rows."""
