@@ -17,7 +17,6 @@ import pytest
 
 from mdc_core import ModelDataCollector
 from mdc_core.batches import Deployment, Stamp, build_table
-from mdc_core.correlation import IdRange
 from mdc_core.pipeline import Pipeline, get_pipeline
 from mdc_core.sealing import Holder
 from mdc_core.shapes import take
@@ -39,7 +38,7 @@ def route(seal_rows: int = 0, seal_seconds: float = 0.0) -> Any:
 
 
 def chunk(r: Any, rows: int, seq: int) -> tuple[Any, ...]:
-    return (r, type("Taken", (), {"rows": rows})(), Stamp(None, seq * 1_000, ""), 0, seq)
+    return (r, type("Taken", (), {"rows": rows})(), Stamp("", 0, 0, "", seq * 1_000, ""), 0, seq)
 
 
 def test_holder_keeps_rows_until_ripe() -> None:
@@ -125,7 +124,7 @@ def test_arrow_input_is_not_converted_to_python(tmp_path: Path) -> None:
     values = np.random.default_rng(1).random(50_000)
     table = pa.table({"a": values, "n": pa.array(np.arange(50_000))})
     taken = take(table, None)
-    stamp = Stamp(IdRange("p", 0, table.num_rows, 1, ""), 1_772_700_000_000_000, "r")
+    stamp = Stamp("p", 0, 1, "", 1_772_700_000_000_000, "r")
     built = build_table(["a", "n"], Deployment(1440, "w/x/y", "s", "m", "1"), [(taken, stamp)])
     fmt = ParquetFormat()
     resolved = fmt.pin.resolve(built)

@@ -18,20 +18,29 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mdc_core.correlation import IdRange
+from mdc_core.correlation import IdRange, format_ids
 from mdc_core.errors import UnsupportedInputError
-from mdc_core.shapes import AML_COLUMNS, N_AML, Kind, Taken
+from mdc_core.shapes import AML_COLUMNS, N_AML, ROWS, Kind, Taken
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 AML_TIMESTAMP = AML_COLUMNS[1]
 
 
 class Stamp(NamedTuple):
-    """The correlation data a collect() gave its rows (``ids`` is None for carried columns)."""
+    """The correlation data a collect() gave its rows: ids ``prefix`` + counter ``start``,
+    ``start + step``, ... (``step`` 0: one id for every row; ``prefix`` empty: the rows carry
+    their own ``$aml_`` columns). Plain values, no objects: one is queued per ``collect()``."""
 
-    ids: IdRange | None
+    prefix: str
+    start: int
+    step: int
+    user: str
     ts_us: int
     request_id: str
+
+    def ids(self, count: int) -> IdRange | None:
+        """The ids of the ``count`` rows stamped, formatted on demand; None for carried rows."""
+        return IdRange(self.prefix, self.start, count, self.step, self.user) if self.prefix else None
 
 
 class Deployment(NamedTuple):
@@ -55,7 +64,7 @@ def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[
     run: list[tuple[Taken, Stamp]] = []
     run_key: object = None
     for taken, stamp in items:
-        key = _run_key(taken)
+        key = ROWS if taken.kind is ROWS else _run_key(taken)
         if run and key != run_key:
             parts.append(_run_part(columns, deployment, run))
             run = []
@@ -148,7 +157,11 @@ def _rows_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[T
         if taken.carried != carried:
             # Mixed carried/uncarried rows in one run: split so each part is built one way.
             return concat([_rows_part(columns, deployment, [item]) for item in run])
-        rows.extend(_ordered_rows(taken, columns))
+        payload = taken.payload if taken.names is None else _ordered_rows(taken, columns)
+        if taken.rows == 1:
+            rows.append(payload[0])
+        else:
+            rows.extend(payload)
         stamps.append((taken.rows, stamp))
     values = list(zip(*rows)) if rows else [()] * (width + (N_AML if carried else 0))
     arrays = [to_array(values[i], columns[i]) for i in range(width)]
@@ -227,28 +240,41 @@ def _join(features: pa.Table, aml: pa.Table) -> pa.Table:
 
 
 def _stamped(deployment: Deployment, stamps: list[tuple[int, Stamp]]) -> pa.Table:
-    """The ``$aml_`` columns of rows that were stamped by ``collect()``."""
-    ids: list[str] = []
-    ts: list[pa.Array] = []
-    requests: list[pa.Array] = []
-    total = 0
+    """The ``$aml_`` columns of rows that were stamped by ``collect()``: built column by column
+    from plain lists, so ten thousand 1-row calls cost list appends, not ten thousand arrays."""
+    ts: list[int] = []
+    requests: list[str] = []
+    counters: list[int] = []
+    prefixes: set[str] = set()
+    users = False
     for n, stamp in stamps:
-        assert stamp.ids is not None
-        ids.extend(stamp.ids)
-        ts.append(pa.repeat(pa.scalar(stamp.ts_us, TIMESTAMP), n))
-        requests.append(pa.repeat(pa.scalar(stamp.request_id, pa.string()), n))
-        total += n
+        if n == 1:
+            ts.append(stamp.ts_us)
+            requests.append(stamp.request_id)
+            counters.append(stamp.start)
+        else:
+            ts.extend([stamp.ts_us] * n)
+            requests.extend([stamp.request_id] * n)
+            start, step = stamp.start, stamp.step
+            counters.extend(range(start, start + n * step, step) if step else [start] * n)
+        prefixes.add(stamp.prefix)
+        users = users or bool(stamp.user)
+    total = len(ts)
+    if len(prefixes) == 1 and not users:
+        ids = format_ids(prefixes.pop(), counters)
+    else:  # user correlation ids, or ids from before a fork: formatted one by one
+        ids = pa.array([i for n, stamp in stamps for i in stamp.ids(n) or ()], pa.string())
     d = deployment
     return pa.table(
         [
-            pa.array(ids, pa.string()),
-            pa.concat_arrays(ts) if ts else pa.array([], TIMESTAMP),
+            ids,
+            pa.array(ts, TIMESTAMP),
             pa.repeat(pa.scalar(d.boundary_minutes, pa.int64()), total),
             pa.repeat(pa.scalar(d.workspace, pa.string()), total),
             pa.repeat(pa.scalar(d.service, pa.string()), total),
             pa.repeat(pa.scalar(d.model, pa.string()), total),
             pa.repeat(pa.scalar(d.version, pa.string()), total),
-            pa.concat_arrays(requests) if requests else pa.array([], pa.string()),
+            pa.array(requests, pa.string()),
         ],
         names=list(AML_COLUMNS),
     )

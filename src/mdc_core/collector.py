@@ -44,11 +44,12 @@ from mdc_core.settings import (
     resolve_identity,
     resolve_storage,
 )
-from mdc_core.shapes import AML_COLUMNS, Kind, default_names, take
+from mdc_core.shapes import AML_COLUMNS, ARROW, PANDAS, default_names, take
 from mdc_core.typecheck import TypeGuard
 from mdc_core.writer import Sink
 
 _ISO = IsoClock()
+ID_COLUMN, TIMESTAMP_COLUMN, REQUEST_COLUMN = AML_COLUMNS[0], AML_COLUMNS[1], AML_COLUMNS[7]
 
 
 class ModelDataCollector:
@@ -87,6 +88,8 @@ class ModelDataCollector:
         clock: Callable[[], int] | None = None,
     ) -> None:
         self._designation = normalize_designation(designation)
+        self._paired = self._designation in PAIRED  # pairs with the request's inputs
+        self._opens = self._designation == INPUTS  # opens a correlation for the request
         identity = resolve_identity(workspace, webservice_name, model_name, str(model_version))
         split_workspace(identity.workspace)
         validate_segment(identity.service, "webservice_name")
@@ -215,22 +218,20 @@ class ModelDataCollector:
         if not self._on:
             return {}
         route = self._route
-        taken = take(input_data, route.columns and len(route.columns))
+        columns = route.columns
+        taken = take(input_data, columns and len(columns))
         if not taken.rows:
             return {}
-        if route.columns is None:
+        if columns is None:
             self._fix_columns(taken.names, taken.width, taken.carried)
-        elif taken.kind is not Kind.ARROW and taken.kind is not Kind.PANDAS and taken.names is not None:
-            _check_names(taken.names[: taken.width], route.columns)
+        elif taken.names is not None and taken.kind is not ARROW and taken.kind is not PANDAS:
+            _check_names(taken.names[: taken.width], columns)
         if self._guard is not None:
             self._guard.check(taken, route.columns or ())
         if self._closed:
             self._pipeline.drop(route, taken.rows, "closed")
             return {}
-        designation = self._designation
-        pairing = (
-            take_correlation(designation, self.model_name) if designation in PAIRED and not taken.carried else None
-        )
+        pairing = take_correlation(self._designation, self.model_name) if self._paired and not taken.carried else None
         stamp = self._pipeline.accept(
             route,
             taken,
@@ -239,15 +240,15 @@ class ModelDataCollector:
             str(user_correlation_id) if user_correlation_id else "",
             pairing,
         )
-        ids = stamp.ids
-        if ids is None:
+        if stamp is None or not stamp.prefix:
             return {}
-        if designation == INPUTS:
-            open_correlation(OpenCorrelation(ids, stamp.ts_us, stamp.request_id, self.model_name))
+        n = taken.rows
+        if self._opens:
+            open_correlation(OpenCorrelation(stamp, n, self.model_name))
         result = self._constants.copy()
-        result[AML_COLUMNS[0]] = format_id(ids.prefix, ids.start, ids.user) if ids.count == 1 else ids
-        result[AML_COLUMNS[1]] = _ISO.format(stamp.ts_us)
-        result[AML_COLUMNS[7]] = stamp.request_id
+        result[ID_COLUMN] = format_id(stamp.prefix, stamp.start, stamp.user) if n == 1 else stamp.ids(n)
+        result[TIMESTAMP_COLUMN] = _ISO.format(stamp.ts_us)
+        result[REQUEST_COLUMN] = stamp.request_id
         return result
 
     def add_correlations(self, input_data: Any, correlations: Mapping[str, Any]) -> Any:

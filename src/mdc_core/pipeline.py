@@ -23,14 +23,14 @@ from typing import Any
 
 from mdc_core.autocompact import DEFAULT_GRACE, AutoCompactor
 from mdc_core.batches import Deployment, Stamp, build_table
-from mdc_core.correlation import IdRange, OpenCorrelation, _IdSpace
+from mdc_core.correlation import OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.replay import SpoolReplay
 from mdc_core.sealing import Holder, seal_rows
 from mdc_core.settings import env_seconds as _env_float
-from mdc_core.shapes import N_AML, Kind, Taken
+from mdc_core.shapes import ARROW, COLUMNS, N_AML, NUMPY, ROWS, Taken
 from mdc_core.writer import Sink, write
 
 logger = logging.getLogger("mdc")
@@ -46,7 +46,7 @@ ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 def estimate_bytes(taken: Taken) -> int:
     """What the rows will hold in memory, from their shape, without looking at values."""
     kind = taken.kind
-    if kind is Kind.NUMPY or kind is Kind.ARROW:  # plus the $aml_ columns the flusher adds
+    if kind is NUMPY or kind is ARROW:  # plus the $aml_ columns the flusher adds
         return int(taken.payload.nbytes) + taken.rows * N_AML * 16 + 64
     return taken.rows * (taken.width + N_AML) * 16 + 64
 
@@ -75,6 +75,8 @@ class Route:
         self.collected = self.written = self.unpaired = self.spooled = self.spilled = self.sampled_out = 0
         self.dropped = collections.Counter()
 
+
+_new_stamp = tuple.__new__  # a NamedTuple without its Python-level __new__: a third cheaper
 
 Chunk = tuple[Route, Taken, Stamp, int, int]
 """What one collect() queued: route, rows, stamp, estimated bytes, sequence number; a plain
@@ -172,36 +174,39 @@ class Pipeline(SpoolReplay):
 
     def accept(
         self, route: Route, taken: Taken, ts_us: int, request_id: str, user_id: str, pairing: OpenCorrelation | None
-    ) -> Stamp:
-        """Queue ``taken`` for ``route``; return the correlation data its rows got."""
+    ) -> Stamp | None:
+        """Queue ``taken`` for ``route``; return the correlation data its rows got (None: refused).
+
+        On the scoring path: the lock covers counters, the id range and a ``deque.append`` only,
+        and what is queued is two small tuples, so a long queue gives the garbage collector
+        little to walk."""
         n = taken.rows
-        size = estimate_bytes(taken)
+        kind = taken.kind
+        size = n * (taken.width + N_AML) * 16 + 64 if kind is ROWS or kind is COLUMNS else estimate_bytes(taken)
         with self.lock:
             full = self._buffered_bytes + size > self.max_bytes and (self._queue or self._inflight_bytes)
             if full and not self._make_room(route, n, size):
                 return self._refused(route, n)
-            self._seq += 1
+            self._seq = seq = self._seq + 1
             if taken.carried:
-                ids = None
-            elif pairing is not None and pairing.ids.count in (n, 1):
-                p = pairing.ids
-                ids = IdRange(p.prefix, p.start, n, p.step if p.count == n else 0, p.user)
-                ts_us, request_id = pairing.ts_us, pairing.request_id
+                stamp = _new_stamp(Stamp, ("", 0, 0, "", ts_us, request_id))
+            elif pairing is not None and (pairing.count == n or pairing.count == 1):
+                p = pairing.stamp
+                stamp = p if pairing.count == n else _new_stamp(Stamp, (p.prefix, p.start, 0, p.user, p.ts_us,
+                                                                        p.request_id))
             else:
                 start = self._next_id
-                self._next_id += n
-                ids = IdRange(_IdSpace.prefix, start, n, 1, user_id)
+                self._next_id = start + n
+                stamp = _new_stamp(Stamp, (_IdSpace.prefix, start, 1, user_id, ts_us, request_id))
                 if pairing is not None:
                     route.unpaired += n
-            stamp = Stamp(ids, ts_us, request_id)
             route.collected += n
-            self._queue.append((route, taken, stamp, size, self._seq))
-            self._pending_rows += n
+            self._queue.append((route, taken, stamp, size, seq))
+            self._pending_rows = pending = self._pending_rows + n
             self._buffered_bytes += size
-            pending = self._pending_rows
         if self._thread is None:
             self._start()
-        if pending >= self.batch_rows:
+        if pending >= self.batch_rows and pending - n < self.batch_rows:
             self._wake.set()
         return stamp
 
@@ -229,14 +234,14 @@ class Pipeline(SpoolReplay):
         self._start_spiller()
         return self._buffered_bytes + size <= 2 * self.max_bytes
 
-    def _refused(self, route: Route, rows: int) -> Stamp:
+    def _refused(self, route: Route, rows: int) -> None:
         """Count rows the full buffer refused (called holding the lock)."""
         route.collected += rows
         route.dropped["buffer_full"] += rows
         self._log.log(logging.WARNING, "drop:buffer_full",
                       "mdc buffer full (%d bytes, policy %s): dropped %d rows of %s",
                       self.max_bytes, self.on_full, rows, route.name)
-        return Stamp(None, 0, "")
+        return None
 
     def drop(self, route: Route, rows: int, reason: str) -> None:
         """Count rows refused before they were queued (e.g. collected after close())."""

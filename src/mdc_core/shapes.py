@@ -47,6 +47,10 @@ class Kind(enum.IntEnum):
     PANDAS = 5  # pandas.DataFrame
 
 
+# Module constants for hot paths: on Python 3.11 each ``Kind.ROWS`` costs an enum lookup (~0.2 µs).
+ROWS, COLUMNS, NUMPY, ARROW, PANDAS = Kind
+
+
 class Taken(NamedTuple):
     kind: Kind
     payload: Any
@@ -56,6 +60,7 @@ class Taken(NamedTuple):
     carried: bool  # the last eight columns are Azure ML's $aml_ columns
 
 
+_new_taken = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 _SCALAR_ROW_TYPES = (list, tuple)
 _SCALARS = frozenset({float, int, str, bool, type(None)})
 
@@ -66,7 +71,7 @@ def take(data: Any, width: int | None) -> Taken:
     if kind is list or kind is tuple:
         # Fast path: one row of plain scalars at the collector's width (the web-request case).
         if data and type(data[0]) in _SCALARS and len(data) == width:
-            return Taken(Kind.ROWS, (tuple(data),), 1, width, None, False)
+            return _new_taken(Taken, (ROWS, (tuple(data),), 1, width, None, False))
         return _take_sequence(data, width)
     if kind is dict:
         return _take_dict(data, width)
@@ -144,7 +149,7 @@ def _take_other(data: Any, width: int | None) -> Taken:
         return _take_numpy(data, width)
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(data, pandas.DataFrame):
-        names = tuple(map(str, data.columns.to_numpy().tolist()))
+        names = frame_names(data.columns)
         carried = _check_width(len(names), width, names)
         return Taken(Kind.PANDAS, data, len(data), len(names) - N_AML * carried, names, carried)
     if pandas is not None and isinstance(data, pandas.Series):
@@ -166,6 +171,14 @@ def _take_other(data: Any, width: int | None) -> Taken:
     raise UnsupportedInputError(
         f"cannot collect {type(data).__module__}.{type(data).__qualname__}; accepted: {ACCEPTED}"
     )
+
+
+def frame_names(index: Any) -> tuple[str, ...]:
+    """A DataFrame's column names as strings. pandas 3 keeps text labels in Arrow, where
+    ``Index.tolist()`` costs 13 µs for six names; Arrow's own ``to_pylist()`` costs 1 µs."""
+    arrow = getattr(index.array, "__arrow_array__", None)
+    names = arrow().to_pylist() if arrow is not None else index.tolist()
+    return tuple(n if type(n) is str else str(n) for n in names)
 
 
 def _take_numpy(array: Any, width: int | None) -> Taken:
