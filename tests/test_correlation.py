@@ -183,3 +183,28 @@ def test_ids_are_unique_across_collectors_and_calls(tmp_path) -> None:
     for i in range(100):
         seen.add(other.collect([i])["$aml_dc_correlation_id"])
     assert len(seen) == 300
+
+
+@pytest.mark.parametrize("numpy_present", [True, False])
+def test_batch_id_formatting_equals_one_by_one(monkeypatch, numpy_present) -> None:
+    """The flusher formats a batch's ids at once (numpy), or one by one without numpy: both give
+    exactly format_id's text, counters past 48 bits wrapping the same way."""
+    import builtins
+
+    from mdc_core.correlation import _new_prefix, format_id, format_ids
+
+    if not numpy_present:
+        real_import = builtins.__import__
+
+        def no_numpy(name, *args, **kwargs):
+            if name == "numpy":
+                raise ImportError("numpy hidden by the test")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_numpy)
+    prefix = _new_prefix()
+    counters = [0, 1, 15, 16, 255, 0xABCDEF, (1 << 48) - 1, 1 << 48, (1 << 52) + 7, 123456789012]
+    got = format_ids(prefix, counters).to_pylist()
+    assert got == [format_id(prefix, c, "") for c in counters]
+    assert all(UUID.match(i) for i in got)
+    assert format_ids(prefix, []).to_pylist() == []
