@@ -125,7 +125,7 @@ def test_arrow_input_is_not_converted_to_python(tmp_path: Path) -> None:
     table = pa.table({"a": values, "n": pa.array(np.arange(50_000))})
     taken = take(table, None)
     stamp = Stamp("p", 0, 1, "", 1_772_700_000_000_000, "r")
-    built = build_table(["a", "n"], Deployment(1440, "w/x/y", "s", "m", "1"), [(taken, stamp)])
+    built = build_table(["a", "n"], Deployment(1440, "w/x/y", "s", "m", "1"), [taken], [stamp])
     fmt = ParquetFormat()
     resolved = fmt.pin.resolve(built)
     for name in ("a", "n"):

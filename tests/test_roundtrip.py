@@ -305,3 +305,18 @@ def test_mixed_columns_write_each_value_in_its_own_form(tmp_path: Path, calls: A
     scalar into its repr."""
     _, rows, _ = collect_and_read(str(tmp_path), calls)
     assert [row[0] for row in rows] == texts
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "UTC", "Europe/Paris"])
+@given(values=st.lists(st.one_of(st.none(), st.integers(-(10**15), 10**15)), min_size=1, max_size=60))
+@settings(max_examples=25, deadline=None)
+def test_csv_timestamp_text_equals_strftime_of_every_value(unit: str, tz: str | None, values: list) -> None:
+    """The CSV format formats each distinct second once and appends the microseconds; the text
+    must be what Arrow's strftime gives value by value, before 1970 and across zones too."""
+    import pyarrow.compute as pc
+
+    from mdc_formats.csv import ISO_SECONDS, _iso
+
+    column = pa.chunked_array([pa.array(values, pa.timestamp(unit, tz=tz))])
+    assert _iso(column).to_pylist() == pc.strftime(column, format=ISO_SECONDS).to_pylist()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -53,28 +54,39 @@ class Deployment(NamedTuple):
     version: str
 
 
-def build_table(columns: Sequence[str], deployment: Deployment, items: Sequence[tuple[Taken, Stamp]]) -> pa.Table:
-    """One table of every row in ``items``, in order, with the collector's columns.
+def warm_up() -> None:
+    """Convert one value now, while a collector is built: the first time pyarrow converts Python
+    values it imports pandas, when installed (0.4 s on an idle 2-core box, seconds on a busy
+    one). In the flusher that import would hold the GIL while requests are being served."""
+    pa.array([0.0])
+
+
+def build_table(
+    columns: Sequence[str], deployment: Deployment, takens: Sequence[Taken], stamps: Sequence[Stamp]
+) -> pa.Table:
+    """One table of every row of ``takens`` (stamped by ``stamps``, one each), in order, with the
+    collector's columns.
 
     Consecutive Python rows, numpy arrays of one dtype, pandas frames of one set of columns and
-    Arrow tables of one schema are converted together: thousands of small calls
-    cost one conversion, not thousands.
+    Arrow tables of one schema are converted together: thousands of small calls cost one
+    conversion, not thousands. Two parallel sequences, not a list of pairs: a batch may hold
+    100,000 calls, and 100,000 short-lived pairs make the garbage collector walk the queue.
     """
+    if {taken.kind for taken in takens} == {ROWS}:  # the web-request case: one run, no keys
+        return _rows_part(columns, deployment, takens, stamps)
     parts: list[pa.Table] = []
-    run: list[tuple[Taken, Stamp]] = []
-    run_key: object = None
-    for taken, stamp in items:
+    begin, run_key = 0, None
+    for i, taken in enumerate(takens):
         key = ROWS if taken.kind is ROWS else _run_key(taken)
-        if run and key != run_key:
-            parts.append(_run_part(columns, deployment, run))
-            run = []
+        if i > begin and key != run_key:
+            parts.append(_run_part(columns, deployment, takens[begin:i], stamps[begin:i]))
+            begin = i
         if key is None:
-            parts.append(_table_part(columns, deployment, taken, [(taken.rows, stamp)]))
-            continue
-        run.append((taken, stamp))
+            parts.append(_table_part(columns, deployment, taken, (taken.rows,), stamps[i : i + 1]))
+            begin = i + 1
         run_key = key
-    if run:
-        parts.append(_run_part(columns, deployment, run))
+    if begin < len(takens):
+        parts.append(_run_part(columns, deployment, takens[begin:], stamps[begin:]))
     return concat(parts)
 
 
@@ -90,27 +102,29 @@ def _run_key(taken: Taken) -> object:
     return None
 
 
-def _run_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
-    first = run[0][0]
+def _run_part(
+    columns: Sequence[str], deployment: Deployment, takens: Sequence[Taken], stamps: Sequence[Stamp]
+) -> pa.Table:
+    first = takens[0]
     if first.kind is Kind.ROWS:
-        return _rows_part(columns, deployment, run)
-    stamps = [(taken.rows, stamp) for taken, stamp in run]
+        return _rows_part(columns, deployment, takens, stamps)
+    counts = [taken.rows for taken in takens]
     if first.kind is Kind.ARROW:  # one schema: concatenated without copying, converted once
-        table = pa.concat_tables([t.payload for t, _ in run]) if len(run) > 1 else first.payload
-        return _table_part(columns, deployment, first._replace(payload=table, rows=table.num_rows), stamps)
+        table = pa.concat_tables([t.payload for t in takens]) if len(takens) > 1 else first.payload
+        return _table_part(columns, deployment, first._replace(payload=table, rows=table.num_rows), counts, stamps)
     numpy = sys.modules["numpy"]
     if first.kind is Kind.PANDAS:
         dtypes = set(first.payload.dtypes) if first.names == tuple(columns) else set()
         uniform = dtypes.pop() if len(dtypes) == 1 else None  # one numeric dtype: the run goes as numpy
-        array = numpy.concatenate([t.payload.to_numpy() for t, _ in run]) if uniform is not None else None
+        array = numpy.concatenate([t.payload.to_numpy() for t in takens]) if uniform is not None else None
         if array is None or array.dtype != uniform or array.dtype.kind not in "fiub":  # else one concat
-            frames = [t.payload for t, _ in run]
+            frames = [t.payload for t in takens]
             frame = sys.modules["pandas"].concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            return _table_part(columns, deployment, first._replace(payload=frame, rows=len(frame)), stamps)
+            return _table_part(columns, deployment, first._replace(payload=frame, rows=len(frame)), counts, stamps)
     else:
-        array = numpy.concatenate([taken.payload for taken, _ in run]) if len(run) > 1 else first.payload
+        array = numpy.concatenate([taken.payload for taken in takens]) if len(takens) > 1 else first.payload
     features = pa.table([to_array(array[:, j], columns[j]) for j in range(len(columns))], names=list(columns))
-    return _join(features, _stamped(deployment, stamps))
+    return _join(features, _stamped(deployment, counts, stamps))
 
 
 def concat(parts: list[pa.Table]) -> pa.Table:
@@ -148,28 +162,35 @@ def _exactly_float(column: pa.ChunkedArray) -> bool:
     return low is None or (low >= -_EXACT_INT and high <= _EXACT_INT)
 
 
-def _rows_part(columns: Sequence[str], deployment: Deployment, run: list[tuple[Taken, Stamp]]) -> pa.Table:
+def _rows_part(
+    columns: Sequence[str], deployment: Deployment, takens: Sequence[Taken], stamps: Sequence[Stamp]
+) -> pa.Table:
     width = len(columns)
-    rows: list[tuple[Any, ...]] = []
-    stamps: list[tuple[int, Stamp]] = []
-    carried = run[0][0].carried
-    for taken, stamp in run:
-        if taken.carried != carried:
-            # Mixed carried/uncarried rows in one run: split so each part is built one way.
-            return concat([_rows_part(columns, deployment, [item]) for item in run])
-        payload = taken.payload if taken.names is None else _ordered_rows(taken, columns)
-        if taken.rows == 1:
-            rows.append(payload[0])
-        else:
-            rows.extend(payload)
-        stamps.append((taken.rows, stamp))
-    values = list(zip(*rows)) if rows else [()] * (width + (N_AML if carried else 0))
+    payloads, counts, names, carrieds = (_field(takens, i) for i in (1, 2, 4, 5))
+    carried = carrieds[0]
+    if len(set(carrieds)) > 1:
+        # Mixed carried/uncarried rows in one run: split so each part is built one way.
+        return concat([_rows_part(columns, deployment, takens[i : i + 1], stamps[i : i + 1])
+                       for i in range(len(takens))])
+    if len(counts) == sum(counts) and set(names) == {None}:  # single plain rows
+        rows: list[tuple[Any, ...]] = [payload[0] for payload in payloads]
+    else:
+        rows = []
+        for taken in takens:
+            rows.extend(taken.payload if taken.names is None else _ordered_rows(taken, columns))
+    values = [_field(rows, j) for j in range(width + (N_AML if carried else 0))]
     arrays = [to_array(values[i], columns[i]) for i in range(width)]
     features = pa.table(arrays, names=list(columns))
     if carried:
         aml = pa.table([pa.array(values[width + i]) for i in range(N_AML)], names=list(AML_COLUMNS))
         return _join(features, _carried(aml))
-    return _join(features, _stamped(deployment, stamps))
+    return _join(features, _stamped(deployment, counts, stamps))
+
+
+def _field(records: Sequence[Sequence[Any]], index: int) -> list[Any]:
+    """Field ``index`` of every record: a C-level pass (``zip(*records)`` would make an iterator
+    per record, 100,000 objects for the garbage collector to chase in a large batch)."""
+    return list(map(operator.itemgetter(index), records))
 
 
 def _ordered_rows(taken: Taken, columns: Sequence[str]) -> Sequence[tuple[Any, ...]]:
@@ -185,7 +206,7 @@ def _ordered_rows(taken: Taken, columns: Sequence[str]) -> Sequence[tuple[Any, .
 
 
 def _table_part(
-    columns: Sequence[str], deployment: Deployment, taken: Taken, stamps: list[tuple[int, Stamp]]
+    columns: Sequence[str], deployment: Deployment, taken: Taken, counts: Sequence[int], stamps: Sequence[Stamp]
 ) -> pa.Table:
     kind, payload = taken.kind, taken.payload
     if kind is Kind.COLUMNS:
@@ -212,7 +233,7 @@ def _table_part(
     if taken.carried:
         aml = pa.table(table.columns[width : width + N_AML], names=list(AML_COLUMNS))
         return _join(features, _carried(aml))
-    return _join(features, _stamped(deployment, stamps))
+    return _join(features, _stamped(deployment, counts, stamps))
 
 
 def _features(names: tuple[str, ...], carried: bool) -> tuple[str, ...]:
@@ -239,31 +260,26 @@ def _join(features: pa.Table, aml: pa.Table) -> pa.Table:
     return pa.table(features.columns + aml.columns, names=features.column_names + aml.column_names)
 
 
-def _stamped(deployment: Deployment, stamps: list[tuple[int, Stamp]]) -> pa.Table:
-    """The ``$aml_`` columns of rows that were stamped by ``collect()``: built column by column
-    from plain lists, so ten thousand 1-row calls cost list appends, not ten thousand arrays."""
-    ts: list[int] = []
-    requests: list[str] = []
-    counters: list[int] = []
-    prefixes: set[str] = set()
-    users = False
-    for n, stamp in stamps:
-        if n == 1:
-            ts.append(stamp.ts_us)
-            requests.append(stamp.request_id)
-            counters.append(stamp.start)
-        else:
+def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Stamp]) -> pa.Table:
+    """The ``$aml_`` columns of rows stamped by ``collect()`` (``counts[i]`` rows by ``stamps[i]``),
+    built column by column: for single-row calls the stamps transposed are the columns, so ten
+    thousand calls cost a ``zip``, not ten thousand small arrays."""
+    prefixes, starts, users, times, requests = (_field(stamps, i) for i in (0, 1, 3, 4, 5))
+    total = sum(counts)
+    ts: Sequence[int] = times
+    counters: Sequence[int] = starts
+    if total != len(counts):  # calls of several rows: expand each call's values to its rows
+        ts, requests, counters = [], [], []
+        for n, stamp in zip(counts, stamps):
             ts.extend([stamp.ts_us] * n)
             requests.extend([stamp.request_id] * n)
             start, step = stamp.start, stamp.step
             counters.extend(range(start, start + n * step, step) if step else [start] * n)
-        prefixes.add(stamp.prefix)
-        users = users or bool(stamp.user)
-    total = len(ts)
-    if len(prefixes) == 1 and not users:
-        ids = format_ids(prefixes.pop(), counters)
-    else:  # user correlation ids, or ids from before a fork: formatted one by one
-        ids = pa.array([i for n, stamp in stamps for i in stamp.ids(n) or ()], pa.string())
+    distinct = set(prefixes)
+    if len(distinct) == 1 and not any(users):
+        ids = format_ids(distinct.pop(), counters)
+    else:  # user correlation ids, ids from before a fork, or no rows: formatted one by one
+        ids = pa.array([i for n, stamp in zip(counts, stamps) for i in stamp.ids(n) or ()], pa.string())
     d = deployment
     return pa.table(
         [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mdc_core.batches import Deployment
+from mdc_core.batches import Deployment, warm_up
 from mdc_core.control import START_TIMEOUT, ControlDocument, ControlWatcher, Setting, control_key
 from mdc_core.correlation import (
     IsoClock,
@@ -188,6 +188,7 @@ class ModelDataCollector:
             raise ConfigurationError("column_rules need the 'privacy' plug-in, which is blocked or not installed")
         self._pipeline: Pipeline = get_pipeline()
         self._pipeline.register(self._route)
+        warm_up()
         self._apply()
         self._watcher: ControlWatcher | None = None
         if backend is not None and first_flag(control, "MDC_CONTROL", default=True) and hasattr(backend, "read"):

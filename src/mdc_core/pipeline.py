@@ -12,13 +12,14 @@ from __future__ import annotations
 import atexit
 import collections
 import functools
+import itertools
 import json
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mdc_core.autocompact import DEFAULT_GRACE, AutoCompactor
@@ -28,7 +29,7 @@ from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.replay import SpoolReplay
-from mdc_core.sealing import Holder, seal_rows
+from mdc_core.sealing import Holder, holds, seal_rows
 from mdc_core.settings import env_seconds as _env_float
 from mdc_core.shapes import ARROW, COLUMNS, N_AML, NUMPY, ROWS, Taken
 from mdc_core.writer import Sink, write
@@ -40,6 +41,8 @@ DEFAULT_BATCH_ROWS = 10_000
 EXIT_TIMEOUT = 10.0
 DEFAULT_MAX_BYTES = 256 << 20
 MAX_BATCH_ROWS = 100_000
+ABSORB_EVERY = 256  # collect() numbers and counts the inbox's chunks about this often
+INBOX_MAX = 4096  # past this, collect() takes the lock
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 
 
@@ -91,7 +94,6 @@ class Pipeline(SpoolReplay):
         self.interval = interval
         self.batch_rows = batch_rows
         self.max_bytes = max_bytes
-        """Bound on rows held in memory (queued and being written), estimated from their shape."""
         if on_full not in ON_FULL:
             raise ConfigurationError(f"on_full={on_full!r}: use one of {', '.join(ON_FULL)}")
         self.on_full = on_full
@@ -105,12 +107,17 @@ class Pipeline(SpoolReplay):
         """Rows in spool files found torn or corrupt (counted, and logged, when found)."""
         self.orphan_rows_replayed = 0
         self._compactor: AutoCompactor | None = None
+        self._holding = False  # whether any route's format holds rows for longer batches
         self._log = RateLimitedLog(logger)
         self._init_state()
 
     def _init_state(self) -> None:
         self.lock = threading.Lock()
         self._queue: collections.deque[Chunk] = collections.deque()
+        self._inbox: collections.deque[tuple[Route, Taken, Stamp, int, int]] = collections.deque()
+        """What collect() appended without the lock: route, rows, stamp, size, unpaired rows."""
+        self._row_ids = itertools.count()  # ids of single rows: the lower half of the counter space
+        self._id_lock = threading.Lock()
         self._holder = Holder()  # chunks of formats that seal larger, longer batches (Parquet)
         self._seal_upto = 0  # flush() wants everything up to this sequence number sealed now
         self._pending_rows = 0
@@ -124,7 +131,7 @@ class Pipeline(SpoolReplay):
         self.batch_seconds = 0.0
         self.last_batch_seconds: float | None = None
         self._space = threading.Condition(self.lock)
-        self._next_id = 0
+        self._next_id = 1 << 47  # ids of calls of several rows: the upper half
         self._seq = 0
         self._done_seq = 0
         self._started = 0  # flusher cycles begun
@@ -161,6 +168,8 @@ class Pipeline(SpoolReplay):
 
     def register(self, route: Route) -> None:
         self._routes.add(route)
+        if holds(route):
+            self._holding = True  # the flusher sorts chunks through the Holder from now on
 
     def backend(self, plugin: BackendPlugin, url: str, options: Mapping[str, Any]) -> Backend:
         """One backend per plug-in, root and options in a process, shared by its collectors
@@ -177,38 +186,93 @@ class Pipeline(SpoolReplay):
     ) -> Stamp | None:
         """Queue ``taken`` for ``route``; return the correlation data its rows got (None: refused).
 
-        On the scoring path: the lock covers counters, the id range and a ``deque.append`` only,
-        and what is queued is two small tuples, so a long queue gives the garbage collector
-        little to walk."""
+        On the scoring path, and lock-free for small chunks while the buffer is well below its
+        bound: ids come from an ``itertools.count`` and the chunk goes to the inbox with one
+        ``deque.append``, both atomic under the GIL. A shared lock there made threads queue up
+        behind whichever one the interpreter paused while holding it (4 threads ran at a third
+        of one thread's rate). Every ``ABSORB_EVERY`` chunks, and whenever the bound is near,
+        the caller takes the lock and moves the inbox to the numbered queue."""
         n = taken.rows
         kind = taken.kind
         size = n * (taken.width + N_AML) * 16 + 64 if kind is ROWS or kind is COLUMNS else estimate_bytes(taken)
+        unpaired = 0
+        if taken.carried:
+            stamp = _new_stamp(Stamp, ("", 0, 0, "", ts_us, request_id))
+        elif pairing is not None and (pairing.count == n or pairing.count == 1):
+            p = pairing.stamp
+            stamp = p if pairing.count == n else _new_stamp(Stamp, (p.prefix, p.start, 0, p.user, p.ts_us,
+                                                                    p.request_id))
+        else:
+            start = next(self._row_ids) if n == 1 else self._id_block(n)
+            stamp = _new_stamp(Stamp, (_IdSpace.prefix, start, 1, user_id, ts_us, request_id))
+            if pairing is not None:
+                unpaired = n
+        inbox = self._inbox
+        if size <= self._small_chunk and self._buffered_bytes <= self._inbox_below and len(inbox) < INBOX_MAX:
+            inbox.append((route, taken, stamp, size, unpaired))
+            # Absorb now and then, but never wait for it: when the flusher holds the lock, the
+            # inbox grows (up to INBOX_MAX) and the flusher absorbs it next.
+            if len(inbox) >= ABSORB_EVERY and self.lock.acquire(blocking=False):
+                try:
+                    self._absorb()
+                finally:
+                    self.lock.release()
+            if self._thread is None:
+                self._start()
+            return stamp
         with self.lock:
+            self._absorb()
             full = self._buffered_bytes + size > self.max_bytes and (self._queue or self._inflight_bytes)
             if full and not self._make_room(route, n, size):
                 return self._refused(route, n)
-            self._seq = seq = self._seq + 1
-            if taken.carried:
-                stamp = _new_stamp(Stamp, ("", 0, 0, "", ts_us, request_id))
-            elif pairing is not None and (pairing.count == n or pairing.count == 1):
-                p = pairing.stamp
-                stamp = p if pairing.count == n else _new_stamp(Stamp, (p.prefix, p.start, 0, p.user, p.ts_us,
-                                                                        p.request_id))
-            else:
-                start = self._next_id
-                self._next_id = start + n
-                stamp = _new_stamp(Stamp, (_IdSpace.prefix, start, 1, user_id, ts_us, request_id))
-                if pairing is not None:
-                    route.unpaired += n
-            route.collected += n
-            self._queue.append((route, taken, stamp, size, seq))
-            self._pending_rows = pending = self._pending_rows + n
-            self._buffered_bytes += size
+            self._inbox.append((route, taken, stamp, size, unpaired))
+            self._absorb()
         if self._thread is None:
             self._start()
-        if pending >= self.batch_rows and pending - n < self.batch_rows:
-            self._wake.set()
         return stamp
+
+    def _absorb(self) -> None:
+        """Number and count the chunks ``collect()`` left in the inbox, and queue them (called
+        holding the lock; ``collect()`` appends without it, this is the only consumer)."""
+        inbox = self._inbox
+        if not inbox:
+            return
+        queue, seq, rows, size = self._queue, self._seq, 0, 0
+        while inbox:
+            route, taken, stamp, chunk_size, unpaired = inbox.popleft()
+            seq += 1
+            route.collected += taken.rows
+            if unpaired:
+                route.unpaired += unpaired
+            queue.append((route, taken, stamp, chunk_size, seq))
+            rows += taken.rows
+            size += chunk_size
+        self._seq = seq
+        self._pending_rows += rows
+        self._buffered_bytes += size
+        if self._pending_rows >= self.batch_rows:
+            self._wake.set()
+
+    def _id_block(self, rows: int) -> int:
+        """Consecutive ids for a call of several rows, from their own half of the 48-bit counter
+        space (single rows take theirs from ``_row_ids`` without a lock)."""
+        with self._id_lock:
+            start = self._next_id
+            self._next_id = start + rows
+        return start
+
+    @property
+    def max_bytes(self) -> int:
+        """Bound on rows held in memory (queued and being written), estimated from their shape."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        self._max_bytes = value
+        # Lock-free appends are for chunks of at most 1/8192 of the bound while the buffer is
+        # below half of it: the inbox (at most INBOX_MAX chunks) cannot pass the bound.
+        self._small_chunk = value >> 13
+        self._inbox_below = value >> 1
 
     def _make_room(self, route: Route, rows: int, size: int) -> bool:
         """Apply the full-buffer policy (called holding the lock); False: refuse the new rows."""
@@ -257,6 +321,7 @@ class Pipeline(SpoolReplay):
         status says which rows)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
+            self._absorb()
             target, failures = self._seq, self._failures
             self._seal_upto = max(self._seal_upto, target)
         if self._done_seq >= target and not (route is not None and route.spooled):
@@ -275,7 +340,8 @@ class Pipeline(SpoolReplay):
 
     def flush_for_signal(self, timeout: float) -> bool:
         """``flush`` for a signal handler: takes no lock the interrupted code may hold."""
-        target = self._seal_upto = self._seq
+        waiting = len(self._inbox)  # numbered after _seq by the flusher's next absorb
+        target = self._seal_upto = self._seq + waiting
         if self._done_seq >= target or self._thread is None:
             return self._done_seq >= target
         self._wake.set()
@@ -285,12 +351,15 @@ class Pipeline(SpoolReplay):
     @property
     def buffered_bytes(self) -> int:
         """Estimated bytes of the rows in memory (queued, held or being written)."""
-        return self._buffered_bytes
+        with self.lock:
+            self._absorb()
+            return self._buffered_bytes
 
     def oldest_pending_age(self, now: float | None = None) -> float | None:
         """Seconds since the oldest row still in memory (queued, held for a larger batch or being
         written, any collector) was collected; None when memory holds no rows."""
         with self.lock:
+            self._absorb()
             since = list(self._inflight_since.values()) + self._holder.oldest_us()
             if self._queue:
                 since.append(self._queue[0][2].ts_us)
@@ -302,7 +371,7 @@ class Pipeline(SpoolReplay):
     def stats(self, route: Route) -> dict[str, Any]:
         spool = route.sink.spool
         spool_stats = {"spool_bytes": spool.bytes(), "oldest_spooled_age_s": spool.oldest_age()} if spool else {}
-        oldest_pending = self.oldest_pending_age()
+        oldest_pending = self.oldest_pending_age()  # absorbs the inbox: its rows count as collected
         with self.lock:
             dropped = dict(route.dropped)
             return {
@@ -381,20 +450,26 @@ class Pipeline(SpoolReplay):
         replay uploads them, so a hung upload cannot hold memory."""
         spill = who == "spiller"
         with self.lock:
+            self._absorb()
             chunks: list[Chunk] = []
             rows = size = 0
-            if not spill:
-                self._pending_rows += self._holder.sort(self._queue, self._seal_upto,
-                                                        self._buffered_bytes > self.max_bytes // 2)
-            if not spill or self._buffered_bytes > self.max_bytes // 2:
+            half = self.max_bytes // 2
+            if not spill and (self._holding or self._holder):
+                self._pending_rows += self._holder.sort(self._queue, self._seal_upto, self._buffered_bytes > half)
+            if not spill or self._buffered_bytes > half:
                 # at most half the bound per batch: a batch stuck in a hung upload leaves room
                 # for the spiller to keep accepting rows
-                while (self._queue and rows < max(MAX_BATCH_ROWS, seal_rows(self._queue[0][0]))
-                       and (not chunks or size < self.max_bytes // 2)):
-                    if spill and not _spillable(self._queue[0][0].sink):
+                queue, limits = self._queue, {}
+                while queue:
+                    chunk = queue[0]
+                    route = chunk[0]
+                    limit = limits.get(route)
+                    if limit is None:  # per route, not per chunk: a batch may hold 100,000 chunks
+                        spillable = not spill or _spillable(route.sink)
+                        limit = limits[route] = max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
+                    if rows >= limit or (chunks and size >= half):
                         break
-                    chunk = self._queue.popleft()
-                    chunks.append(chunk)
+                    chunks.append(queue.popleft())
                     rows += chunk[1].rows
                     size += chunk[3]
             if spill and not chunks:
@@ -404,7 +479,7 @@ class Pipeline(SpoolReplay):
             if chunks:
                 self._inflight[who] = chunks[0][4]
                 self._inflight_since[who] = chunks[0][2].ts_us  # FIFO: about the oldest
-            more = bool(self._queue)
+            more = bool(self._queue or self._inbox)
         began = time.monotonic()
         try:
             if chunks:
@@ -431,13 +506,10 @@ class Pipeline(SpoolReplay):
                 self._done.notify_all()
         return more
 
-    def _write(self, chunks: Iterable[Chunk], spill: bool = False) -> None:
-        by_route: dict[Route, list[tuple[Taken, Stamp]]] = {}
-        for route, taken, stamp, _, _ in chunks:
-            by_route.setdefault(route, []).append((taken, stamp))
-        for route, items in by_route.items():
+    def _write(self, chunks: Sequence[Chunk], spill: bool = False) -> None:
+        for route, (takens, stamps) in _by_route(chunks).items():
             spilled = functools.partial(self._spilled, route) if spill else None
-            for table in self._tables(route, items):
+            for table in self._tables(route, takens, stamps):
                 if route.sample_rate < 1.0:
                     table = self._sampled(route, table)
                 if route.transforms:
@@ -452,16 +524,16 @@ class Pipeline(SpoolReplay):
                 except Exception as exc:  # nothing may stay pending forever: count the rest
                     self._account(route, table.num_rows - done, route.name, exc, reason="unconvertible")
 
-    def _tables(self, route: Route, items: list[tuple[Taken, Stamp]]) -> Iterable[Any]:
+    def _tables(self, route: Route, takens: Sequence[Taken], stamps: Sequence[Stamp]) -> Iterable[Any]:
         try:
-            yield build_table(route.columns or (), route.deployment, items)
+            yield build_table(route.columns or (), route.deployment, takens, stamps)
             return
         except Exception:
             pass
         # Something in the batch cannot be converted: isolate it so the rest is still written.
-        for taken, stamp in items:
+        for taken, stamp in zip(takens, stamps):
             try:
-                yield build_table(route.columns or (), route.deployment, [(taken, stamp)])
+                yield build_table(route.columns or (), route.deployment, [taken], [stamp])
             except Exception as exc:
                 self._account(route, taken.rows, route.name, exc, reason="unconvertible")
 
@@ -537,6 +609,7 @@ class Pipeline(SpoolReplay):
     def shutdown(self, timeout: float = EXIT_TIMEOUT) -> bool:
         """Flush what is queued, then close the backends (at interpreter exit)."""
         with self.lock:
+            self._absorb()
             empty = not self._queue and not self._holder
         done = True if empty else self.flush(timeout)
         for spool, _ in list(self._spools.values()):
@@ -585,6 +658,29 @@ def get_pipeline() -> Pipeline:
                 atexit.register(pipeline.shutdown, _env_float("MDC_EXIT_TIMEOUT", EXIT_TIMEOUT))
                 _pipeline = pipeline
     return _pipeline
+
+
+def _by_route(chunks: Sequence[Chunk]) -> dict[Route, tuple[list[Taken], list[Stamp]]]:
+    """Each route's rows and stamps, in order, as two parallel lists: C-level passes per route for
+    the usual few routes (a batch may hold 100,000 chunks), plain appends for many."""
+    routes = [chunk[0] for chunk in chunks]
+    takens = [chunk[1] for chunk in chunks]
+    stamps = [chunk[2] for chunk in chunks]
+    distinct = dict.fromkeys(routes)
+    if len(distinct) == 1:
+        return {routes[0]: (takens, stamps)}
+    if len(distinct) > 8:
+        grouped: dict[Route, tuple[list[Taken], list[Stamp]]] = {route: ([], []) for route in distinct}
+        for route, taken, stamp in zip(routes, takens, stamps):
+            own = grouped[route]
+            own[0].append(taken)
+            own[1].append(stamp)
+        return grouped
+    result = {}
+    for route in distinct:
+        mine = [r is route for r in routes]
+        result[route] = (list(itertools.compress(takens, mine)), list(itertools.compress(stamps, mine)))
+    return result
 
 
 def _spillable(sink: Sink) -> bool:

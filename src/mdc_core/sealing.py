@@ -26,6 +26,11 @@ def _seal_seconds(route: Any) -> float:
     return float(getattr(route.sink.format, "seal_seconds", 0) or 0)
 
 
+def holds(route: Any) -> bool:
+    """Whether the route's format asks for longer batches (so its chunks go through a Holder)."""
+    return seal_rows(route) > 0 or _seal_seconds(route) > 0
+
+
 class Holder:
     """Chunks of holding collectors taken out of the pipeline's queue until they are ripe.
 
@@ -77,9 +82,13 @@ class Holder:
         self._scanned = new[0][4]
         moved = 0
         now = self._clock()
+        holding: dict[Any, bool] = {}
         for chunk in reversed(new):
             route = chunk[0]
-            if seal_rows(route) <= 0 and _seal_seconds(route) <= 0:
+            held = holding.get(route)
+            if held is None:
+                held = holding[route] = holds(route)
+            if not held:
                 queue.append(chunk)
                 continue
             self._held.setdefault(route, collections.deque()).append(chunk)

@@ -82,12 +82,21 @@ def _records(text: str) -> tuple[str | None, list[tuple[str, str]]]:
 
 
 def _iso(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """ISO text of timestamps. Rows of one collect() share their timestamp, so formatting each
-    distinct value once is ~40x faster for batched calls (strftime costs ~1.4 µs a value)."""
-    encoded = pc.dictionary_encode(column.combine_chunks())
-    if len(encoded.dictionary) * 2 > len(encoded):
+    """ISO text of timestamps, formatting each distinct value once (``strftime`` costs ~1.4 µs a
+    value): rows of one collect() share their timestamp; rows of single-row calls have their
+    own, but share the second, so the seconds are formatted once each and the six digits of
+    microseconds appended (9x faster than ``strftime`` on every value, same text)."""
+    column = column.combine_chunks()
+    encoded = pc.dictionary_encode(column)
+    if len(encoded.dictionary) * 2 <= len(encoded):
+        return pc.take(pc.strftime(encoded.dictionary, format=ISO_SECONDS), encoded.indices)
+    if column.type.unit != "us":  # a feature column in ms or ns: its own number of digits
         return pc.strftime(column, format=ISO_SECONDS)
-    return pc.take(pc.strftime(encoded.dictionary, format=ISO_SECONDS), encoded.indices)
+    seconds = pc.floor_temporal(column, unit="second")
+    micros = pc.subtract(column.cast(pa.int64()), seconds.cast(pa.int64()))
+    encoded = pc.dictionary_encode(seconds.cast(pa.timestamp("s", tz=column.type.tz)))
+    text = pc.take(pc.strftime(encoded.dictionary, format=ISO_SECONDS), encoded.indices)
+    return pc.binary_join_element_wise(text, pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0"), ".")
 
 
 def _printable(table: pa.Table, formula_guard: bool = False) -> pa.Table:
