@@ -630,3 +630,28 @@ def test_dict_keys_must_name_the_features(tmp_path) -> None:
     with pytest.raises(ValueError, match="names c"):
         dc.collect({"a": [1], "c": [2]})
     assert dc.stats()["collected"] == 0
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(600, dtype=np.float64).reshape(100, 6),  # large enough that ndarray.copy() drops the GIL
+        np.arange(600, dtype=np.float64).reshape(6, 100).T,  # not C-contiguous
+        np.array([["a", "b"], ["c", "d"]], dtype=object),  # objects: copied with references held
+    ],
+)
+def test_numpy_input_is_copied_so_later_changes_do_not_reach_storage(tmp_path: Path, array: np.ndarray) -> None:
+    """README: numpy arrays are copied by collect(). Overwriting the array right after the call
+    must not change what is written (read back by the csv module)."""
+    width = array.shape[1]
+    dc = ModelDataCollector("m", designation="inputs", feature_names=[f"f{i}" for i in range(width)],
+                            storage=tmp_path)
+    expected = array.tolist()
+    dc.collect(array)
+    array[...] = 7 if array.dtype != object else "changed"
+    assert dc.flush(timeout=30)
+    [path] = list(tmp_path.rglob("*.csv"))
+    with open(path, newline="") as f:
+        rows = [row[:width] for row in csv.reader(f)][1:]
+    parse = str if array.dtype == object else float
+    assert [[parse(v) for v in row] for row in rows] == expected
