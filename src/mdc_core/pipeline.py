@@ -1,10 +1,11 @@
 """The process's one pipeline: ``collect()`` appends to it, a background flusher writes it out.
 
-The shape is OpenTelemetry's batch processor: the caller takes a lock for a counter bump and a
-``deque.append`` and returns; a daemon thread, started on first use, wakes on an interval or
-when enough rows wait, drains the queue, and does all conversion and I/O, catching every error.
-``flush()`` waits on sequence numbers, so it returns exactly when everything collected before
-it was handled. In a forked child the pipeline starts empty (the parent writes its own rows).
+The shape is OpenTelemetry's batch processor: the caller stamps its rows, appends them to an
+inbox (``deque.append``, no lock while the buffer is well below its bound) and returns; a daemon
+thread, started on first use, wakes on an interval or when enough rows wait, numbers and drains
+them, and does all conversion and I/O, catching every error. ``flush()`` numbers what is in the
+inbox and waits on sequence numbers, so it returns exactly when everything collected before it
+was handled. In a forked child the pipeline starts empty (the parent writes its own rows).
 """
 
 from __future__ import annotations
