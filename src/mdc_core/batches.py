@@ -30,7 +30,11 @@ AML_TIMESTAMP = AML_COLUMNS[1]
 class Stamp(NamedTuple):
     """The correlation data a collect() gave its rows: ids ``prefix`` + counter ``start``,
     ``start + step``, ... (``step`` 0: one id for every row; ``prefix`` empty: the rows carry
-    their own ``$aml_`` columns). Plain values, no objects: one is queued per ``collect()``."""
+    their own ``$aml_`` columns).
+
+    This is the layout; ``collect()`` queues it as a plain tuple of strings and ints: cheaper to
+    build, and one the garbage collector stops tracking (it never stops tracking a NamedTuple).
+    Read it by unpacking, or ``stamp[STAMP_TS]``."""
 
     prefix: str
     start: int
@@ -39,9 +43,15 @@ class Stamp(NamedTuple):
     ts_us: int
     request_id: str
 
-    def ids(self, count: int) -> IdRange | None:
-        """The ids of the ``count`` rows stamped, formatted on demand; None for carried rows."""
-        return IdRange(self.prefix, self.start, count, self.step, self.user) if self.prefix else None
+
+STAMP_TS = 4  # where a stamp keeps the scoring time (µs)
+
+
+def stamp_ids(stamp: Stamp, count: int) -> IdRange | None:
+    """The ids of the ``count`` rows ``stamp`` stamped, formatted on demand; None when the rows
+    carry their own ``$aml_`` columns."""
+    prefix, start, step, user, _, _ = stamp
+    return IdRange(prefix, start, count, step, user) if prefix else None
 
 
 class Deployment(NamedTuple):
@@ -72,7 +82,7 @@ def build_table(
     conversion, not thousands. Two parallel sequences, not a list of pairs: a batch may hold
     100,000 calls, and 100,000 short-lived pairs make the garbage collector walk the queue.
     """
-    if {taken.kind for taken in takens} == {ROWS}:  # the web-request case: one run, no keys
+    if set(_field(takens, 0)) == {ROWS}:  # the web-request case: one run, no keys
         return _rows_part(columns, deployment, takens, stamps)
     parts: list[pa.Table] = []
     begin, run_key = 0, None
@@ -270,16 +280,15 @@ def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Sta
     counters: Sequence[int] = starts
     if total != len(counts):  # calls of several rows: expand each call's values to its rows
         ts, requests, counters = [], [], []
-        for n, stamp in zip(counts, stamps):
-            ts.extend([stamp.ts_us] * n)
-            requests.extend([stamp.request_id] * n)
-            start, step = stamp.start, stamp.step
+        for n, (_, start, step, _, ts_us, request_id) in zip(counts, stamps):
+            ts.extend([ts_us] * n)
+            requests.extend([request_id] * n)
             counters.extend(range(start, start + n * step, step) if step else [start] * n)
     distinct = set(prefixes)
     if len(distinct) == 1 and not any(users):
         ids = format_ids(distinct.pop(), counters)
     else:  # user correlation ids, ids from before a fork, or no rows: formatted one by one
-        ids = pa.array([i for n, stamp in zip(counts, stamps) for i in stamp.ids(n) or ()], pa.string())
+        ids = pa.array([i for n, stamp in zip(counts, stamps) for i in stamp_ids(stamp, n) or ()], pa.string())
     d = deployment
     return pa.table(
         [

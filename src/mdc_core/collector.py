@@ -19,6 +19,7 @@ import pyarrow as pa
 from mdc_core.batches import Deployment, warm_up
 from mdc_core.control import START_TIMEOUT, ControlDocument, ControlWatcher, Setting, control_key
 from mdc_core.correlation import (
+    IdRange,
     IsoClock,
     OpenCorrelation,
     current_request_id,
@@ -241,15 +242,16 @@ class ModelDataCollector:
             str(user_correlation_id) if user_correlation_id else "",
             pairing,
         )
-        if stamp is None or not stamp.prefix:
+        if stamp is None or not stamp[0]:
             return {}
         n = taken.rows
         if self._opens:
             open_correlation(OpenCorrelation(stamp, n, self.model_name))
+        prefix, start, step, user, ts_us, request_id = stamp
         result = self._constants.copy()
-        result[ID_COLUMN] = format_id(stamp.prefix, stamp.start, stamp.user) if n == 1 else stamp.ids(n)
-        result[TIMESTAMP_COLUMN] = _ISO.format(stamp.ts_us)
-        result[REQUEST_COLUMN] = stamp.request_id
+        result[ID_COLUMN] = format_id(prefix, start, user) if n == 1 else IdRange(prefix, start, n, step, user)
+        result[TIMESTAMP_COLUMN] = _ISO.format(ts_us)
+        result[REQUEST_COLUMN] = request_id
         return result
 
     def add_correlations(self, input_data: Any, correlations: Mapping[str, Any]) -> Any:

@@ -146,15 +146,16 @@ class OpenCorrelation:
 
     @property
     def ids(self) -> IdRange:
-        return self.stamp.ids(self.count)
+        prefix, start, step, user, _, _ = self.stamp
+        return IdRange(prefix, start, self.count, step, user)
 
     @property
     def ts_us(self) -> int:
-        return self.stamp.ts_us
+        return self.stamp[4]
 
     @property
     def request_id(self) -> str:
-        return self.stamp.request_id
+        return self.stamp[5]
 
 
 @dataclass

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mdc_core.batches import STAMP_TS
+
 
 def seal_rows(route: Any) -> int:
     """The rows a format wants per batch (0: no wish)."""
@@ -68,7 +70,7 @@ class Holder:
 
     def oldest_us(self) -> list[int]:
         """The collection time (µs) of the oldest held chunk, if any (for the age metric)."""
-        return [min(chunks[0][2].ts_us for chunks in self._held.values())] if self._held else []
+        return [min(chunks[0][2][STAMP_TS] for chunks in self._held.values())] if self._held else []
 
     def __bool__(self) -> bool:
         return bool(self._held)
