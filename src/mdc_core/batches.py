@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from mdc_core.correlation import IdRange, format_ids
 from mdc_core.errors import UnsupportedInputError
-from mdc_core.shapes import AML_COLUMNS, N_AML, ROWS, Kind, Taken
+from mdc_core.shapes import AML_COLUMNS, N_AML, ROWS, Kind, Taken, unqueued
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 AML_TIMESTAMP = AML_COLUMNS[1]
@@ -82,7 +82,10 @@ def build_table(
     conversion, not thousands. Two parallel sequences, not a list of pairs: a batch may hold
     100,000 calls, and 100,000 short-lived pairs make the garbage collector walk the queue.
     """
-    if set(_field(takens, 0)) == {ROWS}:  # the web-request case: one run, no keys
+    if all(type(t) is tuple for t in takens):  # single plain rows, as queued: the web-request case
+        return _rows_table(columns, deployment, list(takens), [1] * len(takens), stamps)
+    takens = [unqueued(t) for t in takens]
+    if set(_field(takens, 0)) == {ROWS}:  # rows only: one run, no keys
         return _rows_part(columns, deployment, takens, stamps)
     parts: list[pa.Table] = []
     begin, run_key = 0, None
@@ -175,7 +178,6 @@ def _exactly_float(column: pa.ChunkedArray) -> bool:
 def _rows_part(
     columns: Sequence[str], deployment: Deployment, takens: Sequence[Taken], stamps: Sequence[Stamp]
 ) -> pa.Table:
-    width = len(columns)
     payloads, counts, names, carrieds = (_field(takens, i) for i in (1, 2, 4, 5))
     carried = carrieds[0]
     if len(set(carrieds)) > 1:
@@ -188,6 +190,14 @@ def _rows_part(
         rows = []
         for taken in takens:
             rows.extend(taken.payload if taken.names is None else _ordered_rows(taken, columns))
+    return _rows_table(columns, deployment, rows, counts, stamps, carried)
+
+
+def _rows_table(columns: Sequence[str], deployment: Deployment, rows: list[tuple[Any, ...]],
+                counts: Sequence[int], stamps: Sequence[Stamp], carried: bool = False) -> pa.Table:
+    """The table of Python rows in the collector's column order (``counts[i]`` rows stamped by
+    ``stamps[i]``; with ``carried``, each row ends with its own eight ``$aml_`` values)."""
+    width = len(columns)
     values = [_field(rows, j) for j in range(width + (N_AML if carried else 0))]
     arrays = [to_array(values[i], columns[i]) for i in range(width)]
     features = pa.table(arrays, names=list(columns))

@@ -32,7 +32,7 @@ from mdc_core.records import Backend, BackendPlugin
 from mdc_core.replay import SpoolReplay
 from mdc_core.sealing import Holder, holds, seal_rows
 from mdc_core.settings import env_seconds as _env_float
-from mdc_core.shapes import ARROW, COLUMNS, N_AML, NUMPY, PANDAS, ROWS, Taken
+from mdc_core.shapes import ARROW, COLUMNS, N_AML, NUMPY, PANDAS, ROWS, Taken, queued, queued_rows
 from mdc_core.writer import Sink, write
 
 logger = logging.getLogger("mdc")
@@ -83,15 +83,17 @@ class Route:
         self.transforms: tuple[Any, ...] = ()  # mdc_transform_batch implementations
         self.context: Any = None  # their BatchContext
         self.dropped: collections.Counter[str] = collections.Counter()
+        self.key = -1  # set by Pipeline.register: how queued chunks name this route
 
     def reset_counters(self) -> None:
         self.collected = self.written = self.unpaired = self.spooled = self.spilled = self.sampled_out = 0
         self.dropped = collections.Counter()
 
 
-Chunk = tuple[Route, Taken, Stamp, int, int]
-"""What one collect() queued: route, rows, stamp, estimated bytes, sequence number; a plain
-tuple, the cheapest thing to build on the hot path."""
+Chunk = tuple[int, Any, Stamp, int, int]
+"""What one collect() queued: route key, rows (``shapes.queued``), stamp, estimated bytes,
+sequence number: for a single row, plain values two levels deep, which the garbage collector
+stops tracking before promoting them."""
 
 
 class Pipeline(SpoolReplay):
@@ -105,6 +107,9 @@ class Pipeline(SpoolReplay):
         self.on_full = on_full
         self.block_timeout = block_timeout
         self._routes: weakref.WeakSet[Route] = weakref.WeakSet()
+        self._route_by_key: dict[int, Route] = {}
+        """Queued chunks name their route by this key: an int keeps a chunk free of tracked
+        objects (see ``shapes.queued``)."""
         self._backends: dict[tuple[str, str, str], Backend] = {}
         self._spools: dict[str, tuple[Any, Backend]] = {}
         self._controls: dict[tuple[int, str], Any] = {}
@@ -125,7 +130,8 @@ class Pipeline(SpoolReplay):
         """What collect() appended without the lock: route, rows, stamp, size, unpaired rows."""
         self._row_ids = itertools.count()  # ids of single rows: the lower half of the counter space
         self._id_lock = threading.Lock()
-        self._holder = Holder()  # chunks of formats that seal larger, longer batches (Parquet)
+        # chunks of formats that seal larger, longer batches (Parquet)
+        self._holder = Holder(resolve=self._route_by_key.__getitem__)
         self._seal_upto = 0  # flush() wants everything up to this sequence number sealed now
         self._pending_rows = 0
         self._buffered_bytes = 0  # queued + being written: what the bound limits
@@ -175,6 +181,8 @@ class Pipeline(SpoolReplay):
 
     def register(self, route: Route) -> None:
         self._routes.add(route)
+        route.key = len(self._route_by_key)
+        self._route_by_key[route.key] = route
         if holds(route):
             self._holding = True  # the flusher sorts chunks through the Holder from now on
 
@@ -218,9 +226,10 @@ class Pipeline(SpoolReplay):
             if pairing is not None:
                 unpaired = n
         inbox = self._inbox
+        item = queued(taken)
         if (size <= self._small_chunk and len(inbox) < INBOX_MAX
                 and self._buffered_bytes + self._inbox_bytes + size <= self._fast_limit):
-            inbox.append((route, taken, stamp, size, unpaired))
+            inbox.append((route.key, item, stamp, size, unpaired))
             self._inbox_bytes += size  # an estimate: a race may miscount it until the next absorb
             # Absorb now and then, but never wait for it: when the flusher holds the lock, the
             # inbox grows (up to INBOX_MAX) and the flusher absorbs it next.
@@ -237,7 +246,7 @@ class Pipeline(SpoolReplay):
             full = self._buffered_bytes + size > self.max_bytes and (self._queue or self._inflight_bytes)
             if full and not self._make_room(route, n, size):
                 return self._refused(route, n)
-            self._inbox.append((route, taken, stamp, size, unpaired))
+            self._inbox.append((route.key, item, stamp, size, unpaired))
             self._absorb()
         if self._thread is None:
             self._start()
@@ -250,15 +259,18 @@ class Pipeline(SpoolReplay):
         if not inbox:
             return
         queue, seq, rows, size = self._queue, self._seq, 0, 0
+        by_key = self._route_by_key
         self._inbox_bytes = 0
         while inbox:
-            route, taken, stamp, chunk_size, unpaired = inbox.popleft()
+            key, item, stamp, chunk_size, unpaired = inbox.popleft()
             seq += 1
-            route.collected += taken.rows
+            n = 1 if type(item) is tuple else item.rows  # queued_rows(), inline: once per call
+            route = by_key[key]
+            route.collected += n
             if unpaired:
                 route.unpaired += unpaired
-            queue.append((route, taken, stamp, chunk_size, seq))
-            rows += taken.rows
+            queue.append((key, item, stamp, chunk_size, seq))
+            rows += n
             size += chunk_size
         self._seq = seq
         self._pending_rows += rows
@@ -318,10 +330,10 @@ class Pipeline(SpoolReplay):
             return False
         if policy == "drop_oldest":
             while self._queue and self._buffered_bytes + size > self.max_bytes:
-                old_route, old_taken, _, old_size, _ = self._queue.popleft()
+                old_key, old_item, _, old_size, _ = self._queue.popleft()
                 self._buffered_bytes -= old_size
-                self._pending_rows -= old_taken.rows
-                old_route.dropped["buffer_full"] += old_taken.rows
+                self._pending_rows -= queued_rows(old_item)
+                self._route_by_key[old_key].dropped["buffer_full"] += queued_rows(old_item)
             self._log.log(logging.WARNING, "drop:buffer_full", "mdc buffer full (%d bytes): dropped the oldest rows",
                           self.max_bytes)
             return True
@@ -498,15 +510,15 @@ class Pipeline(SpoolReplay):
                 queue, limits = self._queue, {}
                 while queue:
                     chunk = queue[0]
-                    route = chunk[0]
-                    limit = limits.get(route)
+                    limit = limits.get(chunk[0])
                     if limit is None:  # per route, not per chunk: a batch may hold 100,000 chunks
+                        route = self._route_by_key[chunk[0]]
                         spillable = not spill or _spillable(route.sink)
-                        limit = limits[route] = max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
+                        limit = limits[chunk[0]] = max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
                     if rows >= limit or (chunks and size >= half):
                         break
                     chunks.append(queue.popleft())
-                    rows += chunk[1].rows
+                    rows += queued_rows(chunk[1])
                     size += chunk[3]
             if spill and not chunks:
                 return False
@@ -543,7 +555,8 @@ class Pipeline(SpoolReplay):
         return more
 
     def _write(self, chunks: Sequence[Chunk], spill: bool = False) -> None:
-        for route, (takens, stamps) in _by_route(chunks).items():
+        for key, (takens, stamps) in _by_route(chunks).items():
+            route = self._route_by_key[key]
             spilled = functools.partial(self._spilled, route) if spill else None
             for table in self._tables(route, takens, stamps):
                 if route.sample_rate < 1.0:
@@ -571,7 +584,7 @@ class Pipeline(SpoolReplay):
             try:
                 yield build_table(route.columns or (), route.deployment, [taken], [stamp])
             except Exception as exc:
-                self._account(route, taken.rows, route.name, exc, reason="unconvertible")
+                self._account(route, queued_rows(taken), route.name, exc, reason="unconvertible")
 
     def _transformed(self, route: Route, table: Any) -> Any:
         """The batch after every ``mdc_transform_batch`` implementation; None if one failed
@@ -696,9 +709,9 @@ def get_pipeline() -> Pipeline:
     return _pipeline
 
 
-def _by_route(chunks: Sequence[Chunk]) -> dict[Route, tuple[list[Taken], list[Stamp]]]:
-    """Each route's rows and stamps, in order, as two parallel lists: C-level passes per route for
-    the usual few routes (a batch may hold 100,000 chunks), plain appends for many."""
+def _by_route(chunks: Sequence[Chunk]) -> dict[int, tuple[list[Taken], list[Stamp]]]:
+    """Each route key's rows and stamps, in order, as two parallel lists: C-level passes per
+    route for the usual few routes (a batch may hold 100,000 chunks), plain appends for many."""
     routes = [chunk[0] for chunk in chunks]
     takens = [chunk[1] for chunk in chunks]
     stamps = [chunk[2] for chunk in chunks]
@@ -706,7 +719,7 @@ def _by_route(chunks: Sequence[Chunk]) -> dict[Route, tuple[list[Taken], list[St
     if len(distinct) == 1:
         return {routes[0]: (takens, stamps)}
     if len(distinct) > 8:
-        grouped: dict[Route, tuple[list[Taken], list[Stamp]]] = {route: ([], []) for route in distinct}
+        grouped: dict[int, tuple[list[Taken], list[Stamp]]] = {route: ([], []) for route in distinct}
         for route, taken, stamp in zip(routes, takens, stamps):
             own = grouped[route]
             own[0].append(taken)

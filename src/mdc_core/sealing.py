@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mdc_core.batches import STAMP_TS
+from mdc_core.shapes import queued_rows
 
 
 def seal_rows(route: Any) -> int:
@@ -37,10 +38,12 @@ class Holder:
     """Chunks of holding collectors taken out of the pipeline's queue until they are ripe.
 
     Called only by the flusher, holding the pipeline's lock. Chunks are the pipeline's
-    ``(route, taken, stamp, bytes, seq)`` tuples; the queue stays ordered by ``seq``."""
+    ``(route key, rows, stamp, bytes, seq)`` tuples; the queue stays ordered by ``seq``;
+    ``resolve`` turns a route key into its route."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, resolve: Callable[[Any], Any] = lambda r: r):
         self._clock = clock
+        self._resolve = resolve
         self._held: dict[Any, collections.deque[Any]] = {}
         self._rows: collections.Counter[Any] = collections.Counter()
         self._since: dict[Any, float] = {}
@@ -62,7 +65,7 @@ class Holder:
         merged = list(heapq.merge(back, queue, key=lambda chunk: chunk[4]))
         queue.clear()
         queue.extend(merged)
-        return sum(chunk[1].rows for chunk in back) - moved
+        return sum(queued_rows(chunk[1]) for chunk in back) - moved
 
     def lowest(self) -> list[int]:
         """The lowest sequence number held, if any (nothing below it is written yet)."""
@@ -89,21 +92,22 @@ class Holder:
             route = chunk[0]
             held = holding.get(route)
             if held is None:
-                held = holding[route] = holds(route)
+                held = holding[route] = holds(self._resolve(route))
             if not held:
                 queue.append(chunk)
                 continue
             self._held.setdefault(route, collections.deque()).append(chunk)
-            self._rows[route] += chunk[1].rows
+            self._rows[route] += queued_rows(chunk[1])
             self._since.setdefault(route, now)
-            moved += chunk[1].rows
+            moved += queued_rows(chunk[1])
         return moved
 
-    def _ripe(self, route: Any, seal_upto: int) -> bool:
-        chunks = self._held[route]
+    def _ripe(self, key: Any, seal_upto: int) -> bool:
+        chunks = self._held[key]
+        route = self._resolve(key)
         rows = seal_rows(route)
         return (
             chunks[0][4] <= seal_upto
-            or (rows > 0 and self._rows[route] >= rows)
-            or self._clock() - self._since[route] >= _seal_seconds(route)
+            or (rows > 0 and self._rows[key] >= rows)
+            or self._clock() - self._since[key] >= _seal_seconds(route)
         )
