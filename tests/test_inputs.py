@@ -655,3 +655,33 @@ def test_numpy_input_is_copied_so_later_changes_do_not_reach_storage(tmp_path: P
         rows = [row[:width] for row in csv.reader(f)][1:]
     parse = str if array.dtype == object else float
     assert [[parse(v) for v in row] for row in rows] == expected
+
+
+@pytest.mark.parametrize("dtype", ["float64", "int64", "float32", "int32", "bool"])
+def test_one_row_numpy_arrays_keep_their_type(tmp_path: Path, dtype: str) -> None:
+    """A (1, n) float64 or int64 array is queued as a Python row (the cheap path); every dtype
+    must still reach Parquet as the Arrow type of its numpy dtype, values exact (read by pyarrow)."""
+    import pyarrow.dataset as ds
+
+    dc = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], storage=tmp_path,
+                            format="parquet", compaction="off")
+    rows = [np.array([[1, 0]], dtype=dtype), np.array([[0, 1]], dtype=dtype)]
+    for row in rows:
+        dc.collect(row)
+    assert dc.flush(timeout=30)
+    table = ds.dataset(str(tmp_path), format="parquet").to_table(columns=["a", "b"])
+    assert table.schema.field("a").type == pa.from_numpy_dtype(np.dtype(dtype))
+    assert table.to_pydict() == {"a": [r[0, 0].item() for r in rows], "b": [r[0, 1].item() for r in rows]}
+
+
+def test_frame_with_multiindex_columns_is_collected_by_position(tmp_path: Path) -> None:
+    """Column names are read through Arrow when pandas keeps them there; a MultiIndex has no
+    single array and must still be accepted (renamed by position to feature_names)."""
+    frame = pd.DataFrame([[1.5, 2.5]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("b", "y")]))
+    dc = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], storage=tmp_path)
+    dc.collect(frame)
+    assert dc.flush(timeout=30)
+    [path] = list(tmp_path.rglob("*.csv"))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["a"], r["b"]) for r in rows] == [("1.5", "2.5")]

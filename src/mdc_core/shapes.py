@@ -61,7 +61,6 @@ class Taken(NamedTuple):
     carried: bool  # the last eight columns are Azure ML's $aml_ columns
 
 
-TAKEN_ROWS = 2  # where a Taken keeps its row count (queued Takens are plain tuples)
 _new_taken = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 
@@ -86,6 +85,8 @@ def unqueued(item: Taken | tuple[Any, ...]) -> Taken:
     if type(item) is tuple:
         return _new_taken(Taken, (ROWS, (item,), 1, len(item), None, False))
     return item  # type: ignore[return-value]
+
+
 _SCALAR_ROW_TYPES = (list, tuple)
 _SCALARS = frozenset({float, int, str, bool, type(None)})
 
@@ -201,7 +202,7 @@ def _take_other(data: Any, width: int | None) -> Taken:
 def frame_names(index: Any) -> tuple[str, ...]:
     """A DataFrame's column names as strings. pandas 3 keeps text labels in Arrow, where
     ``Index.tolist()`` costs 13 µs for six names; Arrow's own ``to_pylist()`` costs 1 µs."""
-    arrow = getattr(index.array, "__arrow_array__", None)
+    arrow = getattr(index.array, "__arrow_array__", None) if index.nlevels == 1 else None
     names = arrow().to_pylist() if arrow is not None else index.tolist()
     return tuple(n if type(n) is str else str(n) for n in names)
 
@@ -215,7 +216,14 @@ def _take_numpy(array: Any, width: int | None) -> Taken:
         )
     rows = array.reshape(1, -1) if array.ndim == 1 else array
     carried = _check_width(rows.shape[1], width)
+    if rows.shape[0] == 1 and not carried and rows.dtype in _PYTHON_EXACT:
+        # One row of float64 or int64 (np.array(request["data"])): as a Python row it is queued
+        # like a list (see queued()), and converts back to the same Arrow type.
+        return _new_taken(Taken, (ROWS, (tuple(rows[0].tolist()),), 1, rows.shape[1], None, False))
     return Taken(Kind.NUMPY, _private_copy(rows), rows.shape[0], rows.shape[1] - N_AML * carried, None, carried)
+
+
+_PYTHON_EXACT = ("float64", "int64")  # dtypes whose values Arrow infers back exactly from Python
 
 
 def _private_copy(array: Any) -> Any:
