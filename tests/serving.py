@@ -82,6 +82,20 @@ def collectors(store):
     return inputs, preds, bodies, failures
 
 
+def break_captures(monkeypatch, *dcs):
+    """Make the capture collectors' collect() raise, with serving's rate-limited log fresh (a line
+    an earlier test logged must not be held back)."""
+    from mdc_core import serving
+    from mdc_core.ratelimit import RateLimitedLog
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("capture broke")
+
+    for dc in dcs:
+        monkeypatch.setattr(dc, "collect", broken)
+    monkeypatch.setattr(serving, "_log", RateLimitedLog(serving.logger))
+
+
 def flush_all(*dcs):
     for dc in dcs:
         assert dc.flush(timeout=30)

@@ -11,11 +11,10 @@ import re
 import pytest
 
 from conftest import data_files
-from mdc_core import NO_REQUEST_ID, ConfigurationError, FlushStatus, MdcASGIMiddleware, ModelDataCollector, serving
+from mdc_core import NO_REQUEST_ID, ConfigurationError, FlushStatus, MdcASGIMiddleware, ModelDataCollector
 from mdc_core.correlation import current_request_id
-from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.serving import BODY_COLUMNS, FAILURE_COLUMNS, resolve_request_id, trace_id_of
-from serving import collectors, flush_all, rows
+from serving import break_captures, collectors, flush_all, rows
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -364,13 +363,7 @@ def test_exception_mid_stream_keeps_the_status_sent(tmp_path) -> None:
 def test_capture_errors_never_reach_the_request(tmp_path, monkeypatch, caplog) -> None:
     """A capture collector that raises is logged; the request is answered as if it weren't there."""
     inputs, preds, bodies, failures = collectors(tmp_path)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("capture broke")
-
-    monkeypatch.setattr(bodies, "collect", broken)
-    monkeypatch.setattr(failures, "collect", broken)
-    monkeypatch.setattr(serving, "_log", RateLimitedLog(serving.logger))  # not held back by an earlier test
+    break_captures(monkeypatch, bodies, failures)
     app = MdcASGIMiddleware(scoring_app(inputs, preds), bodies=bodies, failures=failures)
     sent = run(app, [("X-Request-ID", "ok-1")], [b'{"data": [[1, 2]]}'])
     assert sent[0]["status"] == 200 and sent[-1]["body"] == b'{"n": 1}' and echoed(sent) == "ok-1"

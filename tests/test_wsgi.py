@@ -12,10 +12,9 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from conftest import data_files
-from mdc_core import NO_REQUEST_ID, MdcWSGIMiddleware, record_exception, serving
+from mdc_core import NO_REQUEST_ID, MdcWSGIMiddleware, record_exception
 from mdc_core.correlation import current_request_id
-from mdc_core.ratelimit import RateLimitedLog
-from serving import collectors, flush_all, rows
+from serving import break_captures, collectors, flush_all, rows
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -267,13 +266,7 @@ def test_close_reaches_the_app_inside_the_scope(tmp_path) -> None:
 def test_capture_errors_never_reach_the_request(tmp_path, monkeypatch, caplog) -> None:
     """A capture collector that raises is logged; the response is unchanged."""
     inputs, preds, bodies, failures = collectors(tmp_path)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("capture broke")
-
-    monkeypatch.setattr(bodies, "collect", broken)
-    monkeypatch.setattr(failures, "collect", broken)
-    monkeypatch.setattr(serving, "_log", RateLimitedLog(serving.logger))  # not held back by an earlier test
+    break_captures(monkeypatch, bodies, failures)
     app = MdcWSGIMiddleware(streaming_app(inputs, preds), bodies=bodies, failures=failures)
     served = serve(app, b'{"data": [[1, 2]]}', [("X-Request-ID", "ok-1")])
     assert served.status == "200 OK" and served.body == b"[3]" and served.header("X-Request-ID") == "ok-1"

@@ -144,19 +144,6 @@ class OpenCorrelation:
         self.opened = time.monotonic()
         self.taken: tuple[str, ...] = ()  # designations that paired already (outside a scope)
 
-    @property
-    def ids(self) -> IdRange:
-        prefix, start, step, user, _, _ = self.stamp
-        return IdRange(prefix, start, self.count, step, user)
-
-    @property
-    def ts_us(self) -> int:
-        return self.stamp[4]
-
-    @property
-    def request_id(self) -> str:
-        return self.stamp[5]
-
 
 @dataclass
 class RequestScope:

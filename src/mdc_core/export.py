@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -43,15 +43,7 @@ class ExportResult:
     unmatched: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "destination": self.destination,
-            "format": self.format,
-            "rows": self.rows,
-            "days": self.days,
-            "matched": self.matched,
-            "by_request": self.by_request,
-            "unmatched": self.unmatched,
-        }
+        return asdict(self)
 
 
 def export(

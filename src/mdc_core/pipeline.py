@@ -209,6 +209,7 @@ class Pipeline(SpoolReplay):
         the caller takes the lock and moves the inbox to the numbered queue."""
         n = taken.rows
         kind = taken.kind
+        # estimate_bytes()'s rule for Python rows, inline: most calls are rows, and this is the hot path
         size = n * (taken.width + N_AML) * 16 + 64 if kind is ROWS or kind is COLUMNS else estimate_bytes(taken)
         unpaired = 0
         # Stamps are plain tuples in Stamp's layout (see Stamp: the GC stops tracking them).

@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -53,13 +53,7 @@ class PurgeResult:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "cutoff": self.cutoff,
-            "partitions": self.partitions,
-            "objects": self.objects,
-            "bytes": self.bytes,
-            "dry_run": self.dry_run,
-        }
+        return asdict(self)
 
 
 def purge(
@@ -115,7 +109,7 @@ class EraseResult:
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "files": self.files, "skipped": self.skipped, "dry_run": self.dry_run}
+        return asdict(self)
 
 
 def erase(
