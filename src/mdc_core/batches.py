@@ -19,12 +19,16 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mdc_core import compiled
 from mdc_core.correlation import IdRange, format_ids
 from mdc_core.errors import UnsupportedInputError
 from mdc_core.shapes import AML_COLUMNS, N_AML, ROWS, Kind, Taken, unqueued
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 AML_TIMESTAMP = AML_COLUMNS[1]
+
+# The transposition loops in C (same tables, less GIL held by the flusher), or None: pure Python.
+_transpose = compiled.load("_transpose")
 
 
 class Stamp(NamedTuple):
@@ -82,7 +86,7 @@ def build_table(
     conversion, not thousands. Two parallel sequences, not a list of pairs: a batch may hold
     100,000 calls, and 100,000 short-lived pairs make the garbage collector walk the queue.
     """
-    if all(type(t) is tuple for t in takens):  # single plain rows, as queued: the web-request case
+    if _all_tuples(takens):  # single plain rows, as queued: the web-request case
         return _rows_table(columns, deployment, list(takens), [1] * len(takens), stamps)
     takens = [unqueued(t) for t in takens]
     if set(_field(takens, 0)) == {ROWS}:  # rows only: one run, no keys
@@ -101,6 +105,13 @@ def build_table(
     if begin < len(takens):
         parts.append(_run_part(columns, deployment, takens[begin:], stamps[begin:]))
     return concat(parts)
+
+
+def _all_tuples(takens: Sequence[Any]) -> bool:
+    """Whether every queued call is a bare row tuple (not a ``Taken``, a tuple subclass)."""
+    if _transpose is not None:
+        return _transpose.all_tuples(takens)
+    return all(type(t) is tuple for t in takens)
 
 
 def _run_key(taken: Taken) -> object:
@@ -197,14 +208,31 @@ def _rows_table(columns: Sequence[str], deployment: Deployment, rows: list[tuple
                 counts: Sequence[int], stamps: Sequence[Stamp], carried: bool = False) -> pa.Table:
     """The table of Python rows in the collector's column order (``counts[i]`` rows stamped by
     ``stamps[i]``; with ``carried``, each row ends with its own eight ``$aml_`` values)."""
-    width = len(columns)
-    values = [_field(rows, j) for j in range(width + (N_AML if carried else 0))]
-    arrays = [to_array(values[i], columns[i]) for i in range(width)]
+    width, n = len(columns), len(rows)
+    floats = _float_columns(rows, width)
+    values = [_field(rows, j) if j >= width or floats[j] is None else []
+              for j in range(width + (N_AML if carried else 0))]
+    arrays = [
+        to_array(values[j], columns[j]) if floats[j] is None
+        else _plain(pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(floats[j])]), columns[j])
+        for j in range(width)
+    ]
     features = pa.table(arrays, names=list(columns))
     if carried:
         aml = pa.table([pa.array(values[width + i]) for i in range(N_AML)], names=list(AML_COLUMNS))
         return _join(features, _carried(aml))
     return _join(features, _stamped(deployment, counts, stamps))
+
+
+def _float_columns(rows: list[tuple[Any, ...]], width: int) -> list[bytes | None]:
+    """Per feature column, its values as float64 bytes when all are exactly ``float`` (Arrow
+    infers float64 for them, NaN kept), else None: that column is converted from Python."""
+    if _transpose is None or not rows:  # no rows: Arrow infers the null type, not float64
+        return [None] * width
+    try:
+        return _transpose.float_columns(rows, width)
+    except (TypeError, ValueError):  # a row that is not a tuple, or short: as Python reports it
+        return [None] * width
 
 
 def _field(records: Sequence[Sequence[Any]], index: int) -> list[Any]:
@@ -284,8 +312,48 @@ def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Sta
     """The ``$aml_`` columns of rows stamped by ``collect()`` (``counts[i]`` rows by ``stamps[i]``),
     built column by column: for single-row calls the stamps transposed are the columns, so ten
     thousand calls cost a ``zip``, not ten thousand small arrays."""
-    prefixes, starts, users, times, requests = (_field(stamps, i) for i in (0, 1, 3, 4, 5))
     total = sum(counts)
+    fast = _compiled_stamp_columns(stamps) if total == len(counts) else None
+    ids, timestamps, requests = fast or _stamp_columns(counts, stamps, total)
+    d = deployment
+    return pa.table(
+        [
+            ids,
+            timestamps,
+            pa.repeat(pa.scalar(d.boundary_minutes, pa.int64()), total),
+            pa.repeat(pa.scalar(d.workspace, pa.string()), total),
+            pa.repeat(pa.scalar(d.service, pa.string()), total),
+            pa.repeat(pa.scalar(d.model, pa.string()), total),
+            pa.repeat(pa.scalar(d.version, pa.string()), total),
+            requests,
+        ],
+        names=list(AML_COLUMNS),
+    )
+
+
+def _compiled_stamp_columns(stamps: Sequence[Stamp]) -> tuple[pa.Array, pa.Array, pa.Array] | None:
+    """``_stamp_columns`` of single-row calls by C loops, when they share one prefix and no
+    user id (the usual batch); None otherwise, or without the compiled module."""
+    if _transpose is None:
+        return None
+    columns = _transpose.stamp_columns(stamps)
+    if columns is None:
+        return None
+    prefix, counters, times, requests = columns
+    offsets, text = _transpose.format_ids(prefix, counters)
+    n = len(stamps)
+    ids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    timestamps = pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(times)])
+    if type(requests) is str:  # one request id for every row (the rows outside any request)
+        return ids, timestamps, pa.repeat(pa.scalar(requests, pa.string()), n)
+    return ids, timestamps, pa.array(requests, pa.string())
+
+
+def _stamp_columns(
+    counts: Sequence[int], stamps: Sequence[Stamp], total: int
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """The ids, scoring times and request ids of ``_stamped``'s rows, from Python values."""
+    prefixes, starts, users, times, requests = (_field(stamps, i) for i in (0, 1, 3, 4, 5))
     ts: Sequence[int] = times
     counters: Sequence[int] = starts
     if total != len(counts):  # calls of several rows: expand each call's values to its rows
@@ -299,20 +367,7 @@ def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Sta
         ids = format_ids(distinct.pop(), counters)
     else:  # user correlation ids, ids from before a fork, or no rows: formatted one by one
         ids = pa.array([i for n, stamp in zip(counts, stamps) for i in stamp_ids(stamp, n) or ()], pa.string())
-    d = deployment
-    return pa.table(
-        [
-            ids,
-            pa.array(ts, TIMESTAMP),
-            pa.repeat(pa.scalar(d.boundary_minutes, pa.int64()), total),
-            pa.repeat(pa.scalar(d.workspace, pa.string()), total),
-            pa.repeat(pa.scalar(d.service, pa.string()), total),
-            pa.repeat(pa.scalar(d.model, pa.string()), total),
-            pa.repeat(pa.scalar(d.version, pa.string()), total),
-            pa.array(requests, pa.string()),
-        ],
-        names=list(AML_COLUMNS),
-    )
+    return ids, pa.array(ts, TIMESTAMP), pa.array(requests, pa.string())
 
 
 def _carried(aml: pa.Table) -> pa.Table:

@@ -16,7 +16,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from mdc_core import correlation
 from mdc_core.batches import Deployment, warm_up
+from mdc_core.compiled import load
 from mdc_core.control import START_TIMEOUT, ControlDocument, ControlWatcher, Setting, control_key
 from mdc_core.correlation import (
     IdRange,
@@ -30,7 +32,7 @@ from mdc_core.correlation import (
 from mdc_core.designations import INPUTS, NAMED_COLLECTIONS, PAIRED, normalize_designation
 from mdc_core.errors import ConfigurationError, RowWidthError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
-from mdc_core.pipeline import Pipeline, Route, get_pipeline
+from mdc_core.pipeline import ABSORB_EVERY, INBOX_MAX, Pipeline, Route, get_pipeline
 from mdc_core.plugins import get_registry
 from mdc_core.privacy import check_rules
 from mdc_core.records import BackendPlugin, BatchContext, Capability, FormatPlugin
@@ -45,12 +47,13 @@ from mdc_core.settings import (
     resolve_identity,
     resolve_storage,
 )
-from mdc_core.shapes import AML_COLUMNS, ARROW, PANDAS, default_names, take
+from mdc_core.shapes import _SCALARS, AML_COLUMNS, ARROW, N_AML, PANDAS, default_names, take
 from mdc_core.typecheck import TypeGuard
 from mdc_core.writer import Sink
 
 _ISO = IsoClock()
 ID_COLUMN, TIMESTAMP_COLUMN, REQUEST_COLUMN = AML_COLUMNS[0], AML_COLUMNS[1], AML_COLUMNS[7]
+_hotpath = load("_hotpath")
 
 
 class ModelDataCollector:
@@ -208,6 +211,8 @@ class ModelDataCollector:
                 AML_COLUMNS[6]: identity.version,
             }
         )
+        self._fast: Callable[[Any], dict[str, Any] | None] | None = None
+        self._sync_fast()
 
     # -- Azure ML's API ----------------------------------------------------------------------
 
@@ -217,6 +222,11 @@ class ModelDataCollector:
         ``$aml_dc_correlation_id`` is a string for one row and a sequence of strings (one per
         row) for several. Returns ``{}`` when the collector is disabled or given no rows.
         """
+        fast = self._fast
+        if fast is not None and not user_correlation_id:
+            result = fast(input_data)  # one plain row at the collector's width, in C; else None
+            if result is not None:
+                return result
         if not self._on:
             return {}
         route = self._route
@@ -310,6 +320,43 @@ class ModelDataCollector:
         route.sample_rate = next(v for v in (self._rate_override, control.sample_rate, self._rate_at_start)
                                  if v is not None)
         route.always_keep = control.always_keep if control.always_keep is not None else self._keep_at_start
+        self._sync_fast()
+
+    def _sync_fast(self) -> None:
+        """Use the compiled path for plain rows only while the Python path would do just that:
+        collecting, open, columns known, no strict schema, the default clock."""
+        route = self._route
+        if (
+            _hotpath is None
+            or not self._on
+            or self._closed
+            or self._guard is not None
+            or route.columns is None
+            or self._clock is not time.time_ns
+            or not hasattr(self, "_constants")  # still being built
+        ):
+            self._fast = None
+            return
+        width = len(route.columns)
+        self._fast = _hotpath.FastPath(
+            pipeline=self._pipeline,
+            key=route.key,
+            width=width,
+            size=(width + N_AML) * 16 + 64,  # estimate_bytes() of one Python row
+            model=self.model_name,
+            designation=self._designation,
+            opens=self._opens,
+            paired=self._paired,
+            constants=self._constants,
+            scalars=_SCALARS,
+            id_space=correlation._IdSpace,
+            scope_var=correlation._scope,
+            open_var=correlation._open,
+            correlation_module=correlation,
+            no_request=correlation.NO_REQUEST_ID,
+            absorb_every=ABSORB_EVERY,
+            inbox_max=INBOX_MAX,
+        ).take_row
 
     def flush(self, timeout: float | None = None) -> FlushStatus:
         """Wait until every row collected before the call is handled. The status is true when
@@ -322,6 +369,7 @@ class ModelDataCollector:
         if self._closed:
             return self._status(True)
         self._closed = True
+        self._fast = None
         return self._status(self._pipeline.flush(timeout, self._route))
 
     async def aflush(self, timeout: float | None = None) -> FlushStatus:
@@ -367,6 +415,7 @@ class ModelDataCollector:
             if self._route.columns is None:
                 features = names[:width] if names is not None else default_names(width)
                 self._route.columns = _check_feature_names(features)
+                self._sync_fast()
 
 
 def _check_names(names: tuple[str, ...], columns: tuple[str, ...]) -> None:

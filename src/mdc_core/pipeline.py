@@ -25,6 +25,7 @@ from typing import Any
 
 from mdc_core.autocompact import DEFAULT_GRACE, AutoCompactor
 from mdc_core.batches import STAMP_TS, Deployment, Stamp, build_table
+from mdc_core.compiled import load
 from mdc_core.correlation import OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
 from mdc_core.ratelimit import RateLimitedLog
@@ -45,6 +46,7 @@ MAX_BATCH_ROWS = 100_000
 ABSORB_EVERY = 256  # collect() numbers and counts the inbox's chunks about this often
 INBOX_MAX = 4096  # past this, collect() takes the lock
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
+_hotpath = load("_hotpath")
 
 
 def estimate_bytes(taken: Taken) -> int:
@@ -234,11 +236,8 @@ class Pipeline(SpoolReplay):
             self._inbox_bytes += size  # an estimate: a race may miscount it until the next absorb
             # Absorb now and then, but never wait for it: when the flusher holds the lock, the
             # inbox grows (up to INBOX_MAX) and the flusher absorbs it next.
-            if len(inbox) >= ABSORB_EVERY and self.lock.acquire(blocking=False):
-                try:
-                    self._absorb()
-                finally:
-                    self.lock.release()
+            if len(inbox) >= ABSORB_EVERY:
+                self._absorb_soon()
             if self._thread is None:
                 self._start()
             return stamp
@@ -253,15 +252,39 @@ class Pipeline(SpoolReplay):
             self._start()
         return stamp
 
+    def _absorb_soon(self) -> None:
+        """Absorb the inbox unless the lock is taken (then its holder, or the flusher next, does)."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self._absorb()
+            finally:
+                self.lock.release()
+
     def _absorb(self) -> None:
         """Number and count the chunks ``collect()`` left in the inbox, and queue them (called
         holding the lock; ``collect()`` appends without it, this is the only consumer)."""
         inbox = self._inbox
         if not inbox:
             return
+        self._inbox_bytes = 0
+        if _hotpath is not None:
+            seq, rows, size = _hotpath.absorb(inbox, self._queue, self._route_by_key, self._seq)
+        else:
+            seq, rows, size = self._absorb_python(inbox)
+        self._seq = seq
+        self._pending_rows += rows
+        self._buffered_bytes += size
+        if self._pending_rows >= self.batch_rows:
+            self._wake.set()
+        if self._buffered_bytes > self.max_bytes:
+            self._wake.set()
+            if self.on_full == "spill":
+                self._start_spiller()
+
+    def _absorb_python(self, inbox: collections.deque[Any]) -> tuple[int, int, int]:
+        """_absorb()'s loop without the compiled module: (last sequence number, rows, bytes)."""
         queue, seq, rows, size = self._queue, self._seq, 0, 0
         by_key = self._route_by_key
-        self._inbox_bytes = 0
         while inbox:
             key, item, stamp, chunk_size, unpaired = inbox.popleft()
             seq += 1
@@ -273,15 +296,7 @@ class Pipeline(SpoolReplay):
             queue.append((key, item, stamp, chunk_size, seq))
             rows += n
             size += chunk_size
-        self._seq = seq
-        self._pending_rows += rows
-        self._buffered_bytes += size
-        if self._pending_rows >= self.batch_rows:
-            self._wake.set()
-        if self._buffered_bytes > self.max_bytes:
-            self._wake.set()
-            if self.on_full == "spill":
-                self._start_spiller()
+        return seq, rows, size
 
     def _id_block(self, rows: int) -> int:
         """Consecutive ids for a call of several rows, from their own half of the 48-bit counter

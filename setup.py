@@ -1,0 +1,13 @@
+"""Compiled fast paths, optional: without a C compiler mdc installs and runs as pure Python.
+
+Everything else about the package is in pyproject.toml.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension("mdc_core._hotpath", ["src/mdc_core/_hotpath.c"], optional=True),
+        Extension("mdc_core._transpose", ["src/mdc_core/_transpose.c"], optional=True),
+    ]
+)
