@@ -8,6 +8,7 @@ only one plain row at the collector's width; everything else must fall through t
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import re
 import subprocess
@@ -61,6 +62,12 @@ def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path
     require_compiled()
     inputs, _ = collectors(tmp_path)
     assert inputs._fast is not None
+    assert type(inputs.collect).__name__ == "builtin_function_or_method"  # one C call, no frame
+    assert list(inspect.signature(inputs.collect).parameters) == ["input_data", "user_correlation_id"]
+    got = inputs.collect([1.0, 2.0, 3.0], user_correlation_id="u-1")  # positional, keyword: both
+    assert got[ID].startswith("u-1-") and inputs.collect(input_data=[1.0, 2.0, 3.0])[ID] != got[ID]
+    with pytest.raises(TypeError):
+        inputs.collect()
     untyped = ModelDataCollector("m", designation="general", storage=tmp_path)
     assert untyped._fast is None  # columns unknown until the first collect() names them
     untyped.collect([1.0, 2.0])
@@ -72,7 +79,8 @@ def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path
     inputs.enabled = None
     assert inputs._fast is not None
     inputs.close()
-    assert inputs._fast is None
+    assert inputs._fast is None and "collect" not in vars(inputs)
+    assert inputs.collect([1.0, 2.0, 3.0]) == {}
 
 
 def test_one_row_returns_the_python_paths_dict_and_writes_the_row(tmp_path, path) -> None:
@@ -214,3 +222,32 @@ def test_the_collect_tests_pass_without_the_compiled_module() -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout
+
+
+def test_batch_loops_in_c_match_the_python_loops(monkeypatch) -> None:
+    """take_batch() and split_by_route() against the pipeline's Python loops, on mixed chunks."""
+    require_compiled()
+    import collections
+
+    from mdc_core.shapes import ROWS, Taken
+
+    def chunk(key: int, rows: int, size: int, seq: int) -> tuple:
+        item = (float(seq),) if rows == 1 else Taken(ROWS, ((1.0,),) * rows, rows, 1, None, False)
+        return (key, item, ("p-", seq, 1, "", seq, "r"), size, seq)
+
+    chunks = [chunk(seq % 3, 1 if seq % 4 else 5, 100 + seq, seq) for seq in range(1, 60)]
+    limits = {0: 40, 1: 1 << 30, 2: 1 << 30}
+    for half in (10**9, 2000, 1):
+        queue = collections.deque(chunks)
+        taken, rows, size = COMPILED.take_batch(queue, {}, limits.__getitem__, half)
+        expected, want_rows, want_size, left = [], 0, 0, collections.deque(chunks)
+        while left:
+            head = left[0]
+            if want_rows >= limits[head[0]] or (expected and want_size >= half):
+                break
+            expected.append(left.popleft())
+            want_rows += 1 if type(head[1]) is tuple else head[1].rows
+            want_size += head[3]
+        assert (taken, rows, size, list(queue)) == (expected, want_rows, want_size, list(left))
+    monkeypatch.setattr(pipeline_module, "_hotpath", None)
+    assert COMPILED.split_by_route(chunks) == pipeline_module._by_route(chunks)

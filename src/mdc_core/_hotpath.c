@@ -31,15 +31,31 @@ static PyObject *monotonic_fn; /* time.monotonic: the clock correlation.py compa
 
 static PyObject *empty_tuple;
 
+/* time.monotonic(), which pairing compares with: on Linux CPython reads CLOCK_MONOTONIC, so
+ * read it directly; elsewhere (macOS uses another clock) ask the time module. */
+static int
+monotonic_now(double *out)
+{
+#ifdef __linux__
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) == 0) {
+        *out = (double)now.tv_sec + now.tv_nsec * 1e-9;
+        return 0;
+    }
+#endif
+    PyObject *now_obj = PyObject_CallNoArgs(monotonic_fn);
+    if (now_obj == NULL)
+        return -1;
+    *out = PyFloat_AsDouble(now_obj);
+    Py_DECREF(now_obj);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
 static OpenCorrelation *
 open_correlation_make(PyTypeObject *type, PyObject *stamp, Py_ssize_t count, PyObject *model)
 {
-    PyObject *now = PyObject_CallNoArgs(monotonic_fn);
-    if (now == NULL)
-        return NULL;
-    double opened = PyFloat_AsDouble(now);
-    Py_DECREF(now);
-    if (opened == -1.0 && PyErr_Occurred())
+    double opened;
+    if (monotonic_now(&opened) < 0)
         return NULL;
     OpenCorrelation *self = (OpenCorrelation *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -112,6 +128,7 @@ typedef struct {
     PyObject *open_var;   /* contextvar: the OpenCorrelation outside a scope */
     PyObject *corr_module; /* for PAIRING_WINDOW, read each time (it may be changed) */
     PyObject *no_request;
+    PyObject *slow;       /* the Python collect() bound to the collector: everything else */
     Py_ssize_t width;
     Py_ssize_t size;
     Py_ssize_t absorb_every;
@@ -134,6 +151,7 @@ fast_path_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->pipeline);
     Py_VISIT(self->state);
     Py_VISIT(self->constants);
+    Py_VISIT(self->slow);
     return 0;
 }
 
@@ -153,6 +171,7 @@ fast_path_clear(FastPath *self)
     Py_CLEAR(self->open_var);
     Py_CLEAR(self->corr_module);
     Py_CLEAR(self->no_request);
+    Py_CLEAR(self->slow);
     return 0;
 }
 
@@ -169,16 +188,16 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"pipeline", "key", "width", "size", "model", "designation", "opens", "paired",
                             "constants", "scalars", "id_space", "scope_var", "open_var", "correlation_module",
-                            "no_request", "absorb_every", "inbox_max", NULL};
+                            "no_request", "absorb_every", "inbox_max", "slow", NULL};
     PyObject *pipeline, *key, *model, *designation, *constants, *scalars, *id_space, *scope_var, *open_var;
-    PyObject *corr_module, *no_request;
+    PyObject *corr_module, *no_request, *slow;
     Py_ssize_t width, size, absorb_every, inbox_max;
     int opens, paired;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnn:FastPath", names, &pipeline, &key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnnO:FastPath", names, &pipeline, &key,
                                      &width, &size, &model, &designation, &opens, &paired, &PyDict_Type,
                                      &constants, &PyFrozenSet_Type, &scalars, &id_space,
                                      &PyContextVar_Type, &scope_var, &PyContextVar_Type, &open_var,
-                                     &corr_module, &no_request, &absorb_every, &inbox_max))
+                                     &corr_module, &no_request, &absorb_every, &inbox_max, &slow))
         return NULL;
     PyObject *state = PyObject_GenericGetDict(pipeline, NULL);
     if (state == NULL)
@@ -201,6 +220,7 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     KEEP(open_var);
     KEEP(corr_module);
     KEEP(no_request);
+    KEEP(slow);
 #undef KEEP
     self->size_obj = PyLong_FromSsize_t(size);
     if (self->size_obj == NULL) {
@@ -249,7 +269,7 @@ static int
 claim(FastPath *self, PyObject *corr)
 {
     int result = -1;
-    PyObject *taken = NULL, *window = NULL, *opened = NULL, *now = NULL, *mine = NULL, *grown = NULL;
+    PyObject *taken = NULL, *window = NULL, *opened = NULL, *mine = NULL, *grown = NULL;
     taken = PyObject_GetAttrString(corr, "taken");
     if (taken == NULL)
         goto done;
@@ -260,10 +280,10 @@ claim(FastPath *self, PyObject *corr)
     }
     window = PyObject_GetAttr(self->corr_module, s_pairing_window);
     opened = window == NULL ? NULL : PyObject_GetAttrString(corr, "opened");
-    now = opened == NULL ? NULL : PyObject_CallNoArgs(monotonic_fn);
-    if (now == NULL)
+    double current;
+    if (opened == NULL || monotonic_now(&current) < 0)
         goto done;
-    double age = PyFloat_AsDouble(now) - PyFloat_AsDouble(opened);
+    double age = current - PyFloat_AsDouble(opened);
     double limit = PyFloat_AsDouble(window);
     if (PyErr_Occurred())
         goto done;
@@ -280,7 +300,6 @@ done:
     Py_XDECREF(taken);
     Py_XDECREF(window);
     Py_XDECREF(opened);
-    Py_XDECREF(now);
     Py_XDECREF(mine);
     Py_XDECREF(grown);
     return result;
@@ -640,13 +659,24 @@ absorb(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         seq += 1;
         PyObject *number = PyLong_FromLongLong(seq);
-        PyObject *queued = number == NULL ? NULL : PyTuple_Pack(5, PyTuple_GET_ITEM(chunk, 0), item,
-                                                                PyTuple_GET_ITEM(chunk, 2), PyTuple_GET_ITEM(chunk, 3),
-                                                                number);
-        Py_XDECREF(number);
-        Py_DECREF(chunk);
-        if (queued != NULL)
-            untrack_if_atomic(queued);
+        PyObject *queued = NULL;
+        if (number != NULL && Py_REFCNT(chunk) == 1) {
+            /* Nobody else can see this tuple (the deque let go of it): its last slot, the
+             * unpaired rows already read, becomes the sequence number, without a new tuple. */
+            PyObject *unpaired_slot = PyTuple_GET_ITEM(chunk, 4);
+            PyTuple_SET_ITEM(chunk, 4, number);
+            Py_DECREF(unpaired_slot);
+            queued = chunk;
+        }
+        else {
+            queued = number == NULL ? NULL : PyTuple_Pack(5, PyTuple_GET_ITEM(chunk, 0), item,
+                                                          PyTuple_GET_ITEM(chunk, 2), PyTuple_GET_ITEM(chunk, 3),
+                                                          number);
+            Py_XDECREF(number);
+            Py_DECREF(chunk);
+            if (queued != NULL)
+                untrack_if_atomic(queued);
+        }
         PyObject *appended = queued == NULL ? NULL : PyObject_CallOneArg(append, queued);
         Py_XDECREF(queued);
         if (appended == NULL)
@@ -681,13 +711,163 @@ done:
     return result;
 }
 
+/* -- the flusher's batch: Pipeline._seal_and_write() and _by_route() loops ------------------ */
+
+/* take_batch(queue, limits, limit_for, half) -> (chunks, rows, size)
+ *
+ * Pop chunks from the front of the queue into a new list while the batch is under the row
+ * limit of the next chunk's route (limits[key], else limit_for(key), cached in limits) and
+ * under half the memory bound (at least one chunk is taken). */
+static PyObject *
+take_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "take_batch(queue, limits: dict, limit_for, half: int)");
+        return NULL;
+    }
+    PyObject *queue = args[0], *limits = args[1], *limit_for = args[2];
+    long long half = PyLong_AsLongLong(args[3]);
+    if (half == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *chunks = PyList_New(0);
+    PyObject *popleft = PyObject_GetAttrString(queue, "popleft");
+    PyObject *result = NULL;
+    long long rows = 0, size = 0;
+    if (chunks == NULL || popleft == NULL)
+        goto done;
+    Py_ssize_t waiting = PyObject_Length(queue);
+    for (Py_ssize_t i = 0; i < waiting; i++) {
+        PyObject *chunk = PySequence_GetItem(queue, 0);
+        if (chunk == NULL)
+            goto done;
+        PyObject *key = PyTuple_GET_ITEM(chunk, 0);
+        PyObject *limit = PyDict_GetItemWithError(limits, key); /* borrowed */
+        if (limit == NULL && !PyErr_Occurred()) {
+            /* limit_for may run Python code; the caller holds the pipeline's lock, and only
+             * code holding it takes from the queue */
+            PyObject *fresh = PyObject_CallOneArg(limit_for, key);
+            if (fresh != NULL && PyDict_SetItem(limits, key, fresh) == 0)
+                limit = fresh;
+            Py_XDECREF(fresh); /* the dict keeps it */
+        }
+        long long cap = limit == NULL ? -1 : PyLong_AsLongLong(limit);
+        if (cap == -1 && PyErr_Occurred()) {
+            Py_DECREF(chunk);
+            goto done;
+        }
+        if (rows >= cap || (PyList_GET_SIZE(chunks) > 0 && size >= half)) {
+            Py_DECREF(chunk);
+            break;
+        }
+        PyObject *item = PyTuple_GET_ITEM(chunk, 1);
+        long long n = 1;
+        if (!PyTuple_CheckExact(item)) { /* a Taken: its rows; a bare tuple is one row */
+            PyObject *count = PyObject_GetAttrString(item, "rows");
+            n = count == NULL ? -1 : PyLong_AsLongLong(count);
+            Py_XDECREF(count);
+        }
+        long long chunk_size = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 3));
+        Py_DECREF(chunk);
+        if (PyErr_Occurred())
+            goto done;
+        PyObject *taken = PyObject_CallNoArgs(popleft);
+        if (taken == NULL)
+            goto done;
+        int failed = PyList_Append(chunks, taken);
+        Py_DECREF(taken);
+        if (failed)
+            goto done;
+        rows += n;
+        size += chunk_size;
+    }
+    result = Py_BuildValue("(OLL)", chunks, rows, size);
+done:
+    Py_XDECREF(chunks);
+    Py_XDECREF(popleft);
+    return result;
+}
+
+/* split_by_route(chunks) -> {key: (items, stamps)}: each route's queued items and stamps, in
+ * order, as two parallel lists (Pipeline's _by_route()). */
+static PyObject *
+split_by_route(PyObject *module, PyObject *chunks)
+{
+    if (!PyList_Check(chunks)) {
+        PyErr_SetString(PyExc_TypeError, "split_by_route(chunks: list)");
+        return NULL;
+    }
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    PyObject *last_key = NULL, *items = NULL, *stamps = NULL; /* borrowed from result */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chunks); i++) {
+        PyObject *chunk = PyList_GET_ITEM(chunks, i);
+        if (!PyTuple_Check(chunk) || PyTuple_GET_SIZE(chunk) < 3) {
+            PyErr_SetString(PyExc_TypeError, "a chunk is (key, item, stamp, ...)");
+            goto fail;
+        }
+        PyObject *key = PyTuple_GET_ITEM(chunk, 0);
+        if (key != last_key) {
+            PyObject *pair = PyDict_GetItemWithError(result, key);
+            if (pair == NULL) {
+                if (PyErr_Occurred())
+                    goto fail;
+                PyObject *a = PyList_New(0), *b = PyList_New(0);
+                pair = (a == NULL || b == NULL) ? NULL : PyTuple_Pack(2, a, b);
+                Py_XDECREF(a);
+                Py_XDECREF(b);
+                if (pair == NULL || PyDict_SetItem(result, key, pair) < 0) {
+                    Py_XDECREF(pair);
+                    goto fail;
+                }
+                Py_DECREF(pair); /* the dict keeps it */
+            }
+            items = PyTuple_GET_ITEM(pair, 0);
+            stamps = PyTuple_GET_ITEM(pair, 1);
+            last_key = key;
+        }
+        if (PyList_Append(items, PyTuple_GET_ITEM(chunk, 1)) < 0 ||
+            PyList_Append(stamps, PyTuple_GET_ITEM(chunk, 2)) < 0)
+            goto fail;
+    }
+    return result;
+fail:
+    Py_DECREF(result);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"absorb", (PyCFunction)(void (*)(void))absorb, METH_FASTCALL,
      "absorb(inbox, queue, routes, seq) -> (seq, rows, size): Pipeline._absorb()'s loop."},
+    {"take_batch", (PyCFunction)(void (*)(void))take_batch, METH_FASTCALL,
+     "take_batch(queue, limits, limit_for, half) -> (chunks, rows, size): the flusher's next batch."},
+    {"split_by_route", (PyCFunction)split_by_route, METH_O,
+     "split_by_route(chunks) -> {key: (items, stamps)}: each route's part of a batch, in order."},
     {NULL},
 };
 
+/* collect(input_data, user_correlation_id="") -> dict: ModelDataCollector.collect() as one C
+ * call (set as the collector's instance attribute: no Python frame for the common case). */
+static PyObject *
+fast_path_collect(FastPath *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (kwnames == NULL && (nargs == 1 || nargs == 2)) {
+        PyObject *user = nargs == 2 ? args[1] : NULL;
+        if (user == NULL || user == Py_None || (PyUnicode_CheckExact(user) && PyUnicode_GET_LENGTH(user) == 0)) {
+            PyObject *result = fast_path_take_row(self, args[0]);
+            if (result != Py_None)
+                return result; /* the dict, or NULL with an error */
+            Py_DECREF(result);
+        }
+    }
+    return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+}
+
 static PyMethodDef fast_path_methods[] = {
+    {"collect", (PyCFunction)(void (*)(void))fast_path_collect, METH_FASTCALL | METH_KEYWORDS,
+     "collect($self, input_data, user_correlation_id='', /)\n--\n\n"
+     "ModelDataCollector.collect(): one plain row in C, anything else by the Python method."},
     {"take_row", (PyCFunction)fast_path_take_row, METH_O,
      "take_row(data) -> collect()'s dict for one plain row, or None: the Python path's case."},
     {NULL},

@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 import time
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -336,9 +337,10 @@ class ModelDataCollector:
             or not hasattr(self, "_constants")  # still being built
         ):
             self._fast = None
+            self.__dict__.pop("collect", None)  # the class's collect() again
             return
         width = len(route.columns)
-        self._fast = _hotpath.FastPath(
+        fast = _hotpath.FastPath(
             pipeline=self._pipeline,
             key=route.key,
             width=width,
@@ -356,7 +358,12 @@ class ModelDataCollector:
             no_request=correlation.NO_REQUEST_ID,
             absorb_every=ABSORB_EVERY,
             inbox_max=INBOX_MAX,
-        ).take_row
+            slow=types.MethodType(ModelDataCollector.collect, self),
+        )
+        self._fast = fast.take_row
+        # An instance attribute shadowing the method: collect() is then one C call, its
+        # Python frame (an eighth of a plain row's cost) only for what C hands back.
+        self.collect = fast.collect  # type: ignore[method-assign]
 
     def flush(self, timeout: float | None = None) -> FlushStatus:
         """Wait until every row collected before the call is handled. The status is true when
@@ -369,7 +376,7 @@ class ModelDataCollector:
         if self._closed:
             return self._status(True)
         self._closed = True
-        self._fast = None
+        self._sync_fast()
         return self._status(self._pipeline.flush(timeout, self._route))
 
     async def aflush(self, timeout: float | None = None) -> FlushStatus:

@@ -523,19 +523,25 @@ class Pipeline(SpoolReplay):
             if not spill or self._buffered_bytes > half:
                 # at most half the bound per batch: a batch stuck in a hung upload leaves room
                 # for the spiller to keep accepting rows
-                queue, limits = self._queue, {}
-                while queue:
-                    chunk = queue[0]
-                    limit = limits.get(chunk[0])
-                    if limit is None:  # per route, not per chunk: a batch may hold 100,000 chunks
-                        route = self._route_by_key[chunk[0]]
-                        spillable = not spill or _spillable(route.sink)
-                        limit = limits[chunk[0]] = max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
-                    if rows >= limit or (chunks and size >= half):
-                        break
-                    chunks.append(queue.popleft())
-                    rows += queued_rows(chunk[1])
-                    size += chunk[3]
+                def limit_for(key: int) -> int:  # per route, not per chunk: a batch may hold 100,000
+                    route = self._route_by_key[key]
+                    spillable = not spill or _spillable(route.sink)
+                    return max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
+
+                if _hotpath is not None:
+                    chunks, rows, size = _hotpath.take_batch(self._queue, {}, limit_for, half)
+                else:
+                    queue, limits = self._queue, {}
+                    while queue:
+                        chunk = queue[0]
+                        limit = limits.get(chunk[0])
+                        if limit is None:
+                            limit = limits[chunk[0]] = limit_for(chunk[0])
+                        if rows >= limit or (chunks and size >= half):
+                            break
+                        chunks.append(queue.popleft())
+                        rows += queued_rows(chunk[1])
+                        size += chunk[3]
             if spill and not chunks:
                 return False
             self._pending_rows -= rows
@@ -728,6 +734,8 @@ def get_pipeline() -> Pipeline:
 def _by_route(chunks: Sequence[Chunk]) -> dict[int, tuple[list[Taken], list[Stamp]]]:
     """Each route key's rows and stamps, in order, as two parallel lists: C-level passes per
     route for the usual few routes (a batch may hold 100,000 chunks), plain appends for many."""
+    if _hotpath is not None and type(chunks) is list:
+        return _hotpath.split_by_route(chunks)
     routes = [chunk[0] for chunk in chunks]
     takens = [chunk[1] for chunk in chunks]
     stamps = [chunk[2] for chunk in chunks]
