@@ -602,6 +602,18 @@ add_to(PyObject *route, const char *name, long long rows)
     return failed;
 }
 
+/* shapes.queued_rows(): a bare tuple is one row, a Taken has .rows; -1 with an error set. */
+static long long
+queued_rows(PyObject *item)
+{
+    if (PyTuple_CheckExact(item))
+        return 1;
+    PyObject *count = PyObject_GetAttrString(item, "rows");
+    long long n = count == NULL ? -1 : PyLong_AsLongLong(count);
+    Py_XDECREF(count);
+    return n;
+}
+
 /* absorb(inbox, queue, routes, seq) -> (seq, rows, size)
  *
  * Move every chunk (key, item, stamp, size, unpaired) from the inbox deque to the queue deque
@@ -642,12 +654,7 @@ absorb(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         PyObject *item = PyTuple_GET_ITEM(chunk, 1);
-        long long n = 1;
-        if (!PyTuple_CheckExact(item)) { /* a Taken: its rows; a bare tuple is one row */
-            PyObject *count = PyObject_GetAttrString(item, "rows");
-            n = count == NULL ? -1 : PyLong_AsLongLong(count);
-            Py_XDECREF(count);
-        }
+        long long n = queued_rows(item);
         Py_ssize_t key = PyLong_AsSsize_t(PyTuple_GET_ITEM(chunk, 0));
         long long chunk_size = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 3));
         long long lone = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 4));
@@ -760,12 +767,7 @@ take_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         PyObject *item = PyTuple_GET_ITEM(chunk, 1);
-        long long n = 1;
-        if (!PyTuple_CheckExact(item)) { /* a Taken: its rows; a bare tuple is one row */
-            PyObject *count = PyObject_GetAttrString(item, "rows");
-            n = count == NULL ? -1 : PyLong_AsLongLong(count);
-            Py_XDECREF(count);
-        }
+        long long n = queued_rows(item);
         long long chunk_size = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 3));
         Py_DECREF(chunk);
         if (PyErr_Occurred())
