@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,6 +503,11 @@ def machine() -> dict:
         dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
         info["mdc_commit"] = os.environ.get("MDC_BENCH_COMMIT") or (head + (" + uncommitted src/" if dirty else ""))
         info["mdc_core"] = os.path.dirname(mdc_core.__file__)
+        info["compiled"] = "none"
+        with contextlib.suppress(ImportError):
+            from mdc_core.compiled import load
+
+            info["compiled"] = ", ".join(n for n in ("_hotpath", "_transpose") if load(n) is not None) or "none"
     return info
 
 
@@ -523,7 +529,8 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines.append(
         f"Machine: {m.get('cpu', '?')}, {m.get('cpus')} cores, {m.get('memory_gb', '?')} GB; {m.get('platform')}; "
-        f"Python {m.get('python')}, pyarrow {m.get('pyarrow', '?')}; mdc at {m.get('mdc_commit', '?')}. "
+        f"Python {m.get('python')}, pyarrow {m.get('pyarrow', '?')}; mdc at {m.get('mdc_commit', '?')} "
+        f"(compiled fast paths: {m.get('compiled', '?')}). "
         f"Command: `{report['command']}` ({report['wall_s']:.0f} s)."
     )
     lines += ["", "## Cells", ""]
@@ -716,10 +723,16 @@ def snapshot(rev: str, into: Path) -> None:
     """Export ``src/`` at ``rev`` and put it first on the path of this process and of the cells, so a
     run measures one commit even while the work tree changes under it."""
     into.mkdir(parents=True)
+    files = ["src", "setup.py", "pyproject.toml", "README.md"]
+    listed = subprocess.run(
+        ["git", "-C", str(HERE.parent), "ls-tree", "--name-only", rev, *files], capture_output=True, text=True
+    ).stdout.split()
     archive = subprocess.run(
-        ["git", "-C", str(HERE.parent), "archive", rev, "src"], capture_output=True, check=True
+        ["git", "-C", str(HERE.parent), "archive", rev, *listed], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    if (into / "setup.py").exists():
+        build_compiled(into, rev)
     src = str(into / "src")
     sys.path.insert(0, src)
     os.environ["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])
@@ -727,6 +740,24 @@ def snapshot(rev: str, into: Path) -> None:
         ["git", "-C", str(HERE.parent), "rev-parse", "--short", rev], capture_output=True, text=True
     )
     os.environ["MDC_BENCH_COMMIT"] = commit.stdout.strip()
+
+
+def build_compiled(tree: Path, rev: str) -> None:
+    """Build the snapshot's compiled fast paths as installing that commit does (a wheel, built by
+    pip in isolation) and put them beside its sources; without a compiler the run is pure Python."""
+    wheels = tree / "wheel"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(wheels), "."],
+        cwd=tree, capture_output=True, text=True,
+    )
+    found = list(wheels.glob("*.whl")) if built.returncode == 0 else []
+    if not found:
+        print(f"compiled fast paths not built for {rev}: pure Python\n{built.stderr[-2000:]}", file=sys.stderr)
+        return
+    with zipfile.ZipFile(found[0]) as wheel:
+        for name in wheel.namelist():
+            if name.startswith("mdc_core/") and name.endswith((".so", ".pyd")):
+                (tree / "src" / name).write_bytes(wheel.read(name))
 
 
 def main(argv: list[str] | None = None) -> int:
