@@ -747,7 +747,8 @@ def build_compiled(tree: Path, rev: str) -> None:
     pip in isolation) and put them beside its sources; without a compiler the run is pure Python."""
     wheels = tree / "wheel"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(wheels), "."],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--disable-pip-version-check", "-w", str(wheels),
+         "."],
         cwd=tree, capture_output=True, text=True,
     )
     found = list(wheels.glob("*.whl")) if built.returncode == 0 else []
