@@ -251,3 +251,45 @@ def test_batch_loops_in_c_match_the_python_loops(monkeypatch) -> None:
         assert (taken, rows, size, list(queue)) == (expected, want_rows, want_size, list(left))
     monkeypatch.setattr(pipeline_module, "_hotpath", None)
     assert COMPILED.split_by_route(chunks) == pipeline_module._by_route(chunks)
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda np: np.array([1.5, -2.0, 3.25]), ["1.5", "-2", "3.25"]),  # 1-D
+        (lambda np: np.array([[1.5, -2.0, 3.25]]), ["1.5", "-2", "3.25"]),  # np.array(request["data"])
+        (lambda np: np.array([[7, -8, 9]], dtype=np.int64), ["7", "-8", "9"]),
+        (lambda np: np.arange(6.0).reshape(3, 2).T[:1], ["0", "2", "4"]),  # a strided view
+        (lambda np: np.array([[1.5, 2.5, 3.5]], dtype=np.float32), ["1.5", "2.5", "3.5"]),  # Python's path
+        (lambda np: np.array([[1.5, 2.5, 3.5]], dtype=">f8"), ["1.5", "2.5", "3.5"]),  # Python's path
+    ],
+)
+def test_one_row_numpy_arrays_are_written_as_python_writes_them(tmp_path, path, make, expected) -> None:
+    np = pytest.importorskip("numpy")
+    inputs, preds = collectors(tmp_path)
+    array = make(np)
+    got = inputs.collect(array)
+    array[...] = 0  # the caller reuses its buffer: what was collected must not change
+    assert preds.collect(np.array([[0.5, 0.25]])) == got
+    assert inputs.flush(timeout=30) and preds.flush(timeout=30)
+    assert [[r["a"], r["b"], r["c"]] for r in rows_of(tmp_path, "inputs")] == [expected]
+    assert [[r["p"], r["q"], r[ID]] for r in rows_of(tmp_path, "predictions")] == [["0.5", "0.25", got[ID]]]
+
+
+def test_one_row_float64_arrays_never_reach_the_python_path(tmp_path, monkeypatch) -> None:
+    """The C path handles np.array(request["data"]) itself; wider or other arrays go to Python."""
+    require_compiled()
+    np = pytest.importorskip("numpy")
+    from mdc_core import shapes
+
+    inputs, _ = collectors(tmp_path)
+    seen = []
+    original = shapes._take_numpy
+    monkeypatch.setattr(shapes, "_take_numpy", lambda a, w: seen.append(a.shape) or original(a, w))
+    inputs.collect(np.array([[1.0, 2.0, 3.0]]))
+    inputs.collect(np.array([4.0, 5.0, 6.0]))
+    assert seen == []
+    inputs.collect(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    with pytest.raises(RowWidthError):
+        inputs.collect(np.array([[1.0, 2.0]]))
+    assert seen == [(2, 3), (1, 2)]

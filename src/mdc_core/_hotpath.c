@@ -14,6 +14,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* -- OpenCorrelation: the inputs of the current request, waiting for their predictions ---- */
@@ -129,6 +131,7 @@ typedef struct {
     PyObject *corr_module; /* for PAIRING_WINDOW, read each time (it may be changed) */
     PyObject *no_request;
     PyObject *slow;       /* the Python collect() bound to the collector: everything else */
+    PyObject *ndarray;    /* numpy.ndarray if numpy is imported, else NULL */
     Py_ssize_t width;
     Py_ssize_t size;
     Py_ssize_t absorb_every;
@@ -172,6 +175,7 @@ fast_path_clear(FastPath *self)
     Py_CLEAR(self->corr_module);
     Py_CLEAR(self->no_request);
     Py_CLEAR(self->slow);
+    Py_CLEAR(self->ndarray);
     return 0;
 }
 
@@ -188,16 +192,16 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"pipeline", "key", "width", "size", "model", "designation", "opens", "paired",
                             "constants", "scalars", "id_space", "scope_var", "open_var", "correlation_module",
-                            "no_request", "absorb_every", "inbox_max", "slow", NULL};
+                            "no_request", "absorb_every", "inbox_max", "slow", "ndarray", NULL};
     PyObject *pipeline, *key, *model, *designation, *constants, *scalars, *id_space, *scope_var, *open_var;
-    PyObject *corr_module, *no_request, *slow;
+    PyObject *corr_module, *no_request, *slow, *ndarray = Py_None;
     Py_ssize_t width, size, absorb_every, inbox_max;
     int opens, paired;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnnO:FastPath", names, &pipeline, &key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnnO|O:FastPath", names, &pipeline, &key,
                                      &width, &size, &model, &designation, &opens, &paired, &PyDict_Type,
                                      &constants, &PyFrozenSet_Type, &scalars, &id_space,
                                      &PyContextVar_Type, &scope_var, &PyContextVar_Type, &open_var,
-                                     &corr_module, &no_request, &absorb_every, &inbox_max, &slow))
+                                     &corr_module, &no_request, &absorb_every, &inbox_max, &slow, &ndarray))
         return NULL;
     PyObject *state = PyObject_GenericGetDict(pipeline, NULL);
     if (state == NULL)
@@ -222,6 +226,13 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     KEEP(no_request);
     KEEP(slow);
 #undef KEEP
+    if (ndarray != Py_None) {
+        if (!PyType_Check(ndarray)) {
+            Py_DECREF(self);
+            return PyErr_Format(PyExc_TypeError, "ndarray must be numpy.ndarray or None");
+        }
+        self->ndarray = Py_NewRef(ndarray);
+    }
     self->size_obj = PyLong_FromSsize_t(size);
     if (self->size_obj == NULL) {
         Py_DECREF(self);
@@ -402,54 +413,107 @@ untrack_if_atomic(PyObject *tuple)
     PyObject_GC_UnTrack(tuple);
 }
 
+/* shapes._take_numpy() for one row of float64 or int64 at the collector's width (1-D, or 2-D
+ * with one row): the values as a tuple of Python floats or ints, as rows[0].tolist() gives.
+ * None for any other array (the Python path), NULL with an error set. */
+static PyObject *
+numpy_one_row(PyObject *array, Py_ssize_t width)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(array, &view, PyBUF_RECORDS_RO) < 0) {
+        PyErr_Clear(); /* not exportable as plain memory: the Python path decides */
+        Py_RETURN_NONE;
+    }
+    PyObject *row = NULL;
+    const char *format = view.format == NULL ? "B" : view.format;
+    int is_float = strcmp(format, "d") == 0;
+    int is_int = (strcmp(format, "l") == 0 || strcmp(format, "q") == 0) && view.itemsize == 8;
+    Py_ssize_t along = view.ndim == 1 ? 0 : 1; /* the axis of the values */
+    if ((!is_float && !is_int) || view.itemsize != 8 || view.ndim < 1 || view.ndim > 2 ||
+        (view.ndim == 2 && view.shape[0] != 1) || view.shape[along] != width || width == 0) {
+        row = Py_NewRef(Py_None);
+        goto done;
+    }
+    row = PyTuple_New(width);
+    if (row == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        const char *at = (const char *)view.buf + j * view.strides[along];
+        PyObject *value;
+        if (is_float) {
+            double x;
+            memcpy(&x, at, sizeof x);
+            value = PyFloat_FromDouble(x);
+        }
+        else {
+            int64_t x;
+            memcpy(&x, at, sizeof x);
+            value = PyLong_FromLongLong(x);
+        }
+        if (value == NULL) {
+            Py_CLEAR(row);
+            goto done;
+        }
+        PyTuple_SET_ITEM(row, j, value);
+    }
+done:
+    PyBuffer_Release(&view);
+    return row;
+}
+
 /* take_row(data) -> the dict collect() returns, or None when this is not the common case. */
 static PyObject *
 fast_path_take_row(FastPath *self, PyObject *data)
 {
-    Py_ssize_t n;
-    PyObject *first;
-    if (PyList_CheckExact(data)) {
-        n = PyList_GET_SIZE(data);
+    PyObject *numpy_row = NULL; /* a one-row array's values, as the Python path turns them */
+    if (PyList_CheckExact(data) || PyTuple_CheckExact(data)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(data);
         if (n == 0 || n != self->width)
             Py_RETURN_NONE;
-        first = PyList_GET_ITEM(data, 0);
+        PyObject *first = PySequence_Fast_GET_ITEM(data, 0);
+        int scalar = PySet_Contains(self->scalars, (PyObject *)Py_TYPE(first));
+        if (scalar <= 0)
+            return scalar < 0 ? NULL : Py_NewRef(Py_None);
     }
-    else if (PyTuple_CheckExact(data)) {
-        n = PyTuple_GET_SIZE(data);
-        if (n == 0 || n != self->width)
-            Py_RETURN_NONE;
-        first = PyTuple_GET_ITEM(data, 0);
+    else if (self->ndarray != NULL && Py_TYPE(data) == (PyTypeObject *)self->ndarray) {
+        numpy_row = numpy_one_row(data, self->width);
+        if (numpy_row == NULL || numpy_row == Py_None)
+            return numpy_row;
     }
     else {
         Py_RETURN_NONE;
     }
-    int scalar = PySet_Contains(self->scalars, (PyObject *)Py_TYPE(first));
-    if (scalar <= 0)
-        return scalar < 0 ? NULL : Py_NewRef(Py_None);
 
     /* Pipeline.accept()'s lock-free condition; otherwise the Python path takes the lock. */
+    PyObject *scope = NULL, *request_id = NULL, *pairing = NULL, *stamp = NULL, *row = numpy_row;
+    PyObject *chunk = NULL, *result = NULL, *unpaired = NULL;
     long long small, buffered, inbox_bytes, fast_limit;
     if (state_int(self, s_small_chunk, &small) || state_int(self, s_buffered, &buffered) ||
         state_int(self, s_inbox_bytes, &inbox_bytes) || state_int(self, s_fast_limit, &fast_limit))
-        return NULL;
+        goto done;
     PyObject *inbox = PyDict_GetItemWithError(self->state, s_inbox);
-    if (inbox == NULL)
-        return PyErr_Occurred() ? NULL : PyErr_Format(PyExc_AttributeError, "Pipeline has no _inbox");
+    if (inbox == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_AttributeError, "Pipeline has no _inbox");
+        goto done;
+    }
     Py_ssize_t waiting = PyObject_Length(inbox);
     if (waiting < 0)
-        return NULL;
-    if (self->size > small || waiting >= self->inbox_max || buffered + inbox_bytes + self->size > fast_limit)
-        Py_RETURN_NONE;
+        goto done;
+    if (self->size > small || waiting >= self->inbox_max || buffered + inbox_bytes + self->size > fast_limit) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
 
     struct timespec now;
-    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
     long long ts_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 
-    PyObject *scope = NULL, *request_id = NULL, *pairing = NULL, *stamp = NULL, *row = NULL;
-    PyObject *chunk = NULL, *result = NULL, *unpaired = NULL;
     if (PyContextVar_Get(self->scope_var, Py_None, &scope) < 0)
-        return NULL;
+        goto done;
     request_id = scope == Py_None ? Py_NewRef(self->no_request) : PyObject_GetAttr(scope, s_request_id);
     if (request_id == NULL)
         goto done;
@@ -495,9 +559,11 @@ fast_path_take_row(FastPath *self, PyObject *data)
             goto done;
         untrack_if_atomic(stamp);
     }
-    row = PyList_CheckExact(data) ? PyList_AsTuple(data) : Py_NewRef(data);
-    if (row == NULL)
-        goto done;
+    if (row == NULL) {
+        row = PyList_CheckExact(data) ? PyList_AsTuple(data) : Py_NewRef(data);
+        if (row == NULL)
+            goto done;
+    }
     untrack_if_atomic(row);
     chunk = PyTuple_Pack(5, self->key, row, stamp, self->size_obj, unpaired);
     if (chunk == NULL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
 import time
 import types
@@ -359,6 +360,7 @@ class ModelDataCollector:
             absorb_every=ABSORB_EVERY,
             inbox_max=INBOX_MAX,
             slow=types.MethodType(ModelDataCollector.collect, self),
+            ndarray=getattr(sys.modules.get("numpy"), "ndarray", None),  # numpy is optional
         )
         self._fast = fast.take_row
         # An instance attribute shadowing the method: collect() is then one C call, its

@@ -215,6 +215,8 @@ def _take_numpy(array: Any, width: int | None) -> Taken:
             f"of numbers, strings or booleans (images, audio and video are out of scope); accepted: {ACCEPTED}"
         )
     rows = array.reshape(1, -1) if array.ndim == 1 else array
+    if not rows.dtype.isnative:  # big-endian data (read from a file): Arrow converts only native order
+        rows = rows.astype(rows.dtype.newbyteorder("="))
     carried = _check_width(rows.shape[1], width)
     if rows.shape[0] == 1 and not carried and rows.dtype in _PYTHON_EXACT:
         # One row of float64 or int64 (np.array(request["data"])): as a Python row it is queued
