@@ -138,3 +138,28 @@ def env_for_subprocess() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(__file__), env.get("PYTHONPATH", "")]))
     return env
+
+
+def test_csv_encodes_the_same_with_a_pyarrow_that_has_no_eol_option(monkeypatch) -> None:
+    """pyarrow before 26 has no WriteOptions(eol=...): passing it raised TypeError and no CSV was
+    written at all. Its writer ends lines with "\\n" anyway: the bytes must be the same."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from mdc_formats import csv as csv_format
+
+    table = pa.table({"a": [1.5, None], "b": ["x,y", "z"]})
+    expected = csv_format.CsvFormat().encode(table)
+    real = pacsv.WriteOptions
+    refused = []
+
+    def old_write_options(*args: Any, **kwargs: Any) -> Any:
+        if "eol" in kwargs:
+            refused.append(kwargs["eol"])
+            raise TypeError("__init__() got an unexpected keyword argument 'eol'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pacsv, "WriteOptions", old_write_options)
+    assert csv_format.CsvFormat().encode(table) == expected
+    assert refused == ["\n"]  # the old signature really was exercised
+    assert expected.body == b'1.5,"x,y"\n,"z"\n'

@@ -25,12 +25,21 @@ ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"  # Arrow's %S adds the fraction: six digits fo
 FORMULA = r"^[=+\-@\t\r]"
 
 
+def _write_options() -> pacsv.WriteOptions:
+    """No header (written separately), "\n" line ends. pyarrow before 26 has no ``eol`` option;
+    its writer ends lines with "\n" anyway (passing it raised TypeError: no CSV at all)."""
+    try:
+        return pacsv.WriteOptions(include_header=False, eol="\n", batch_size=8192)
+    except TypeError:
+        return pacsv.WriteOptions(include_header=False, batch_size=8192)
+
+
 class CsvFormat:
     """Encodes batches as CSV; bodies of one header can be appended to one file."""
 
     def __init__(self, options: Mapping[str, Any] | None = None):
         options = dict(options or {})
-        self._write_options = pacsv.WriteOptions(include_header=False, eol="\n", batch_size=8192)
+        self._write_options = _write_options()
         guard = options.pop("formula_guard", False)
         if options or not isinstance(guard, bool):
             raise ValueError(f"the csv format takes only formula_guard=True/False, got {sorted(options) or guard!r}")
