@@ -62,8 +62,10 @@ def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path
     require_compiled()
     inputs, _ = collectors(tmp_path)
     assert inputs._fast is not None
-    assert type(inputs.collect).__name__ == "builtin_function_or_method"  # one C call, no frame
+    assert type(vars(ModelDataCollector)["collect"]).__name__ == "CollectMethod"  # one C call, no frame
     assert list(inspect.signature(inputs.collect).parameters) == ["input_data", "user_correlation_id"]
+    assert list(inspect.signature(ModelDataCollector.collect).parameters)[:2] == ["self", "input_data"]
+    assert "correlation" in ModelDataCollector.collect.__doc__ and ModelDataCollector.collect.__name__ == "collect"
     got = inputs.collect([1.0, 2.0, 3.0], user_correlation_id="u-1")  # positional, keyword: both
     assert got[ID].startswith("u-1-") and inputs.collect(input_data=[1.0, 2.0, 3.0])[ID] != got[ID]
     with pytest.raises(TypeError):
@@ -79,7 +81,7 @@ def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path
     inputs.enabled = None
     assert inputs._fast is not None
     inputs.close()
-    assert inputs._fast is None and "collect" not in vars(inputs)
+    assert inputs._fast is None and inputs._fast_path is None
     assert inputs.collect([1.0, 2.0, 3.0]) == {}
 
 
@@ -293,3 +295,24 @@ def test_one_row_float64_arrays_never_reach_the_python_path(tmp_path, monkeypatc
     with pytest.raises(RowWidthError):
         inputs.collect(np.array([[1.0, 2.0]]))
     assert seen == [(2, 3), (1, 2)]
+
+
+def test_collect_can_be_overridden_and_patched_like_a_method(tmp_path) -> None:
+    """Subclasses that override collect() and tests that patch it on the class see their own."""
+    from unittest import mock
+
+    class Logged(ModelDataCollector):
+        def collect(self, input_data, user_correlation_id=""):
+            self.seen = input_data
+            return super().collect(input_data, user_correlation_id)
+
+    logged = Logged("m", designation="inputs", feature_names=["a", "b", "c"], storage=tmp_path)
+    got = logged.collect([1.0, 2.0, 3.0])
+    assert logged.seen == [1.0, 2.0, 3.0] and UUID.match(got[ID])
+    inputs, _ = collectors(tmp_path)  # made before the patch, as a scoring script's are
+    with mock.patch.object(ModelDataCollector, "collect", return_value={"patched": True}) as patched:
+        assert inputs.collect([1.0, 2.0, 3.0]) == {"patched": True}
+    patched.assert_called_once_with([1.0, 2.0, 3.0])
+    assert UUID.match(inputs.collect([1.0, 2.0, 3.0])[ID])  # restored
+    assert logged.flush(timeout=30) and inputs.flush(timeout=30)
+    assert len(rows_of(tmp_path, "inputs")) == 2  # the patched call stored nothing

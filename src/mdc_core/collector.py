@@ -11,7 +11,6 @@ import secrets
 import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,6 +213,7 @@ class ModelDataCollector:
             }
         )
         self._fast: Callable[[Any], dict[str, Any] | None] | None = None
+        self._fast_path: Any = None
         self._sync_fast()
 
     # -- Azure ML's API ----------------------------------------------------------------------
@@ -337,8 +337,7 @@ class ModelDataCollector:
             or self._clock is not time.time_ns
             or not hasattr(self, "_constants")  # still being built
         ):
-            self._fast = None
-            self.__dict__.pop("collect", None)  # the class's collect() again
+            self._fast = self._fast_path = None
             return
         width = len(route.columns)
         fast = _hotpath.FastPath(
@@ -359,13 +358,10 @@ class ModelDataCollector:
             no_request=correlation.NO_REQUEST_ID,
             absorb_every=ABSORB_EVERY,
             inbox_max=INBOX_MAX,
-            slow=types.MethodType(ModelDataCollector.collect, self),
             ndarray=getattr(sys.modules.get("numpy"), "ndarray", None),  # numpy is optional
         )
         self._fast = fast.take_row
-        # An instance attribute shadowing the method: collect() is then one C call, its
-        # Python frame (an eighth of a plain row's cost) only for what C hands back.
-        self.collect = fast.collect  # type: ignore[method-assign]
+        self._fast_path = fast  # what the class's compiled collect() calls directly
 
     def flush(self, timeout: float | None = None) -> FlushStatus:
         """Wait until every row collected before the call is handled. The status is true when
@@ -425,6 +421,12 @@ class ModelDataCollector:
                 features = names[:width] if names is not None else default_names(width)
                 self._route.columns = _check_feature_names(features)
                 self._sync_fast()
+
+
+if _hotpath is not None:
+    # collect() as a compiled method descriptor: a plain row goes straight to the collector's
+    # FastPath, without a Python frame; anything else to the Python method above.
+    ModelDataCollector.collect = _hotpath.CollectMethod(ModelDataCollector.collect)  # type: ignore[method-assign]
 
 
 def _check_names(names: tuple[str, ...], columns: tuple[str, ...]) -> None:
