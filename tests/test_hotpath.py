@@ -61,7 +61,7 @@ def rows_of(root: Path, designation: str) -> list[dict[str, str]]:
 def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path, monkeypatch) -> None:
     require_compiled()
     inputs, _ = collectors(tmp_path)
-    assert inputs._fast is not None
+    assert inputs._fast_path is not None
     assert type(vars(ModelDataCollector)["collect"]).__name__ == "CollectMethod"  # one C call, no frame
     assert list(inspect.signature(inputs.collect).parameters) == ["input_data", "user_correlation_id"]
     assert list(inspect.signature(ModelDataCollector.collect).parameters)[:2] == ["self", "input_data"]
@@ -71,17 +71,17 @@ def test_the_compiled_path_is_taken_only_where_python_would_do_the_same(tmp_path
     with pytest.raises(TypeError):
         inputs.collect()
     untyped = ModelDataCollector("m", designation="general", storage=tmp_path)
-    assert untyped._fast is None  # columns unknown until the first collect() names them
+    assert untyped._fast_path is None  # columns unknown until the first collect() names them
     untyped.collect([1.0, 2.0])
-    assert untyped._fast is not None
+    assert untyped._fast_path is not None
     clocked = ModelDataCollector("m", designation="labels", feature_names=["a"], storage=tmp_path, clock=lambda: 0)
-    assert clocked._fast is None
+    assert clocked._fast_path is None
     inputs.enabled = False
-    assert inputs._fast is None and inputs.collect([1.0, 2.0, 3.0]) == {}
+    assert inputs._fast_path is None and inputs.collect([1.0, 2.0, 3.0]) == {}
     inputs.enabled = None
-    assert inputs._fast is not None
+    assert inputs._fast_path is not None
     inputs.close()
-    assert inputs._fast is None and inputs._fast_path is None
+    assert inputs._fast_path is None
     assert inputs.collect([1.0, 2.0, 3.0]) == {}
 
 

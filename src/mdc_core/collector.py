@@ -212,8 +212,7 @@ class ModelDataCollector:
                 AML_COLUMNS[6]: identity.version,
             }
         )
-        self._fast: Callable[[Any], dict[str, Any] | None] | None = None
-        self._fast_path: Any = None
+        self._fast_path: Any = None  # the compiled collect()'s state, when it applies
         self._sync_fast()
 
     # -- Azure ML's API ----------------------------------------------------------------------
@@ -224,11 +223,6 @@ class ModelDataCollector:
         ``$aml_dc_correlation_id`` is a string for one row and a sequence of strings (one per
         row) for several. Returns ``{}`` when the collector is disabled or given no rows.
         """
-        fast = self._fast
-        if fast is not None and not user_correlation_id:
-            result = fast(input_data)  # one plain row at the collector's width, in C; else None
-            if result is not None:
-                return result
         if not self._on:
             return {}
         route = self._route
@@ -337,10 +331,10 @@ class ModelDataCollector:
             or self._clock is not time.time_ns
             or not hasattr(self, "_constants")  # still being built
         ):
-            self._fast = self._fast_path = None
+            self._fast_path = None
             return
         width = len(route.columns)
-        fast = _hotpath.FastPath(
+        self._fast_path = _hotpath.FastPath(
             pipeline=self._pipeline,
             key=route.key,
             width=width,
@@ -360,8 +354,6 @@ class ModelDataCollector:
             inbox_max=INBOX_MAX,
             ndarray=getattr(sys.modules.get("numpy"), "ndarray", None),  # numpy is optional
         )
-        self._fast = fast.take_row
-        self._fast_path = fast  # what the class's compiled collect() calls directly
 
     def flush(self, timeout: float | None = None) -> FlushStatus:
         """Wait until every row collected before the call is handled. The status is true when
