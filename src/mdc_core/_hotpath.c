@@ -142,6 +142,7 @@ typedef struct {
     Py_ssize_t iso_length;
 } FastPath;
 
+static PyObject *s_model, *s_taken, *s_opened, *s_count, *s_stamp, *s_rows;
 static PyObject *s_inbox, *s_row_ids, *s_inbox_bytes, *s_buffered, *s_fast_limit, *s_small_chunk, *s_thread;
 static PyObject *s_append, *s_prefix, *s_request_id, *s_correlation, *s_pairing_window;
 static PyObject *s_start, *s_absorb_soon, *s_id_column, *s_ts_column, *s_request_column;
@@ -262,7 +263,7 @@ state_int(FastPath *self, PyObject *name, long long *out)
 static int
 same_model(FastPath *self, PyObject *corr)
 {
-    PyObject *model = PyObject_GetAttrString(corr, "model");
+    PyObject *model = PyObject_GetAttr(corr, s_model);
     if (model == NULL)
         return -1;
     int same = PyObject_RichCompareBool(model, self->model, Py_EQ);
@@ -277,7 +278,7 @@ claim(FastPath *self, PyObject *corr)
 {
     int result = -1;
     PyObject *taken = NULL, *window = NULL, *opened = NULL, *mine = NULL, *grown = NULL;
-    taken = PyObject_GetAttrString(corr, "taken");
+    taken = PyObject_GetAttr(corr, s_taken);
     if (taken == NULL)
         goto done;
     int seen = PySequence_Contains(taken, self->designation);
@@ -286,7 +287,7 @@ claim(FastPath *self, PyObject *corr)
         goto done;
     }
     window = PyObject_GetAttr(self->corr_module, s_pairing_window);
-    opened = window == NULL ? NULL : PyObject_GetAttrString(corr, "opened");
+    opened = window == NULL ? NULL : PyObject_GetAttr(corr, s_opened);
     double current;
     if (opened == NULL || monotonic_now(&current) < 0)
         goto done;
@@ -300,7 +301,7 @@ claim(FastPath *self, PyObject *corr)
     }
     mine = PyTuple_Pack(1, self->designation);
     grown = mine == NULL ? NULL : PySequence_Concat(taken, mine);
-    if (grown == NULL || PyObject_SetAttrString(corr, "taken", grown) < 0)
+    if (grown == NULL || PyObject_SetAttr(corr, s_taken, grown) < 0)
         goto done;
     result = 1;
 done:
@@ -522,13 +523,13 @@ fast_path_take_row(FastPath *self, PyObject *data)
     if (unpaired == NULL)
         goto done;
     if (pairing != NULL && pairing != Py_None) {
-        PyObject *count_obj = PyObject_GetAttrString(pairing, "count");
+        PyObject *count_obj = PyObject_GetAttr(pairing, s_count);
         Py_ssize_t count = count_obj == NULL ? -1 : PyLong_AsSsize_t(count_obj);
         Py_XDECREF(count_obj);
         if (count == -1 && PyErr_Occurred())
             goto done;
         if (count == 1) /* Pipeline.accept(): count == n or count == 1, and n is 1 */
-            stamp = PyObject_GetAttrString(pairing, "stamp");
+            stamp = PyObject_GetAttr(pairing, s_stamp);
         else
             Py_SETREF(unpaired, PyLong_FromLong(1));
         if (unpaired == NULL)
@@ -670,7 +671,7 @@ queued_rows(PyObject *item)
 {
     if (PyTuple_CheckExact(item))
         return 1;
-    PyObject *count = PyObject_GetAttrString(item, "rows");
+    PyObject *count = PyObject_GetAttr(item, s_rows);
     long long n = count == NULL ? -1 : PyLong_AsLongLong(count);
     Py_XDECREF(count);
     return n;
@@ -1093,7 +1094,9 @@ PyInit__hotpath(void)
         intern(&s_id_column, "$aml_dc_correlation_id") || intern(&s_ts_column, "$aml_dc_scoring_timestamp") ||
         intern(&s_request_column, "$aml_request_id"))
         return NULL;
-    if (intern(&s_fast_path, "_fast_path"))
+    if (intern(&s_fast_path, "_fast_path") || intern(&s_model, "model") || intern(&s_taken, "taken") ||
+        intern(&s_opened, "opened") || intern(&s_count, "count") || intern(&s_stamp, "stamp") ||
+        intern(&s_rows, "rows"))
         return NULL;
     if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 ||
         PyType_Ready(&CollectMethodType) < 0)
