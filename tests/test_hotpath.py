@@ -242,15 +242,10 @@ def test_batch_loops_in_c_match_the_python_loops(monkeypatch) -> None:
     for half in (10**9, 2000, 1):
         queue = collections.deque(chunks)
         taken, rows, size = COMPILED.take_batch(queue, {}, limits.__getitem__, half)
-        expected, want_rows, want_size, left = [], 0, 0, collections.deque(chunks)
-        while left:
-            head = left[0]
-            if want_rows >= limits[head[0]] or (expected and want_size >= half):
-                break
-            expected.append(left.popleft())
-            want_rows += 1 if type(head[1]) is tuple else head[1].rows
-            want_size += head[3]
+        left = collections.deque(chunks)
+        expected, want_rows, want_size = pipeline_module._take_batch_python(left, {}, limits.__getitem__, half)
         assert (taken, rows, size, list(queue)) == (expected, want_rows, want_size, list(left))
+        assert 0 < len(taken) < len(chunks)  # the limits really cut the batch
     monkeypatch.setattr(pipeline_module, "_hotpath", None)
     assert COMPILED.split_by_route(chunks) == pipeline_module._by_route(chunks)
 

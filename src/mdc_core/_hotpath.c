@@ -458,7 +458,8 @@ done:
     return row;
 }
 
-/* take_row(data) -> the dict collect() returns, or None when this is not the common case. */
+/* The dict collect() returns for data, or None when data is not the common case (the Python
+ * method takes it, nothing having changed). */
 static PyObject *
 fast_path_take_row(FastPath *self, PyObject *data)
 {
@@ -911,12 +912,6 @@ static PyMethodDef module_methods[] = {
     {NULL},
 };
 
-static PyMethodDef fast_path_methods[] = {
-    {"take_row", (PyCFunction)fast_path_take_row, METH_O,
-     "take_row(data) -> collect()'s dict for one plain row, or None: the Python path's case."},
-    {NULL},
-};
-
 static PyTypeObject FastPathType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "mdc_core._hotpath.FastPath",
@@ -927,7 +922,6 @@ static PyTypeObject FastPathType = {
     .tp_dealloc = (destructor)fast_path_dealloc,
     .tp_traverse = (traverseproc)fast_path_traverse,
     .tp_clear = (inquiry)fast_path_clear,
-    .tp_methods = fast_path_methods,
 };
 
 /* -- CollectMethod: ModelDataCollector.collect, with the common case in C ------------------- */

@@ -33,7 +33,7 @@ from mdc_core.correlation import (
 from mdc_core.designations import INPUTS, NAMED_COLLECTIONS, PAIRED, normalize_designation
 from mdc_core.errors import ConfigurationError, RowWidthError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
-from mdc_core.pipeline import ABSORB_EVERY, INBOX_MAX, Pipeline, Route, get_pipeline
+from mdc_core.pipeline import ABSORB_EVERY, INBOX_MAX, Pipeline, Route, estimate_bytes, get_pipeline
 from mdc_core.plugins import get_registry
 from mdc_core.privacy import check_rules
 from mdc_core.records import BackendPlugin, BatchContext, Capability, FormatPlugin
@@ -48,7 +48,7 @@ from mdc_core.settings import (
     resolve_identity,
     resolve_storage,
 )
-from mdc_core.shapes import _SCALARS, AML_COLUMNS, ARROW, N_AML, PANDAS, default_names, take
+from mdc_core.shapes import _SCALARS, AML_COLUMNS, ARROW, PANDAS, ROWS, Taken, default_names, take
 from mdc_core.typecheck import TypeGuard
 from mdc_core.writer import Sink
 
@@ -194,14 +194,6 @@ class ModelDataCollector:
         self._pipeline: Pipeline = get_pipeline()
         self._pipeline.register(self._route)
         warm_up()
-        self._apply()
-        self._watcher: ControlWatcher | None = None
-        if backend is not None and first_flag(control, "MDC_CONTROL", default=True) and hasattr(backend, "read"):
-            self._watcher = self._pipeline.control_for(backend, control_key(identity.workspace, identity.service))
-            self._watcher.subscribe(self._on_control)
-            if self._watcher.document is not None:
-                self._on_control(self._watcher.document)
-            self._watcher.first_read(env_seconds("MDC_CONTROL_START_TIMEOUT", START_TIMEOUT))
         self._constants = dict.fromkeys(AML_COLUMNS, "")
         self._constants.update(
             {
@@ -213,7 +205,14 @@ class ModelDataCollector:
             }
         )
         self._fast_path: Any = None  # the compiled collect()'s state, when it applies
-        self._sync_fast()
+        self._apply()  # and _sync_fast()
+        self._watcher: ControlWatcher | None = None
+        if backend is not None and first_flag(control, "MDC_CONTROL", default=True) and hasattr(backend, "read"):
+            self._watcher = self._pipeline.control_for(backend, control_key(identity.workspace, identity.service))
+            self._watcher.subscribe(self._on_control)
+            if self._watcher.document is not None:
+                self._on_control(self._watcher.document)
+            self._watcher.first_read(env_seconds("MDC_CONTROL_START_TIMEOUT", START_TIMEOUT))
 
     # -- Azure ML's API ----------------------------------------------------------------------
 
@@ -329,7 +328,6 @@ class ModelDataCollector:
             or self._guard is not None
             or route.columns is None
             or self._clock is not time.time_ns
-            or not hasattr(self, "_constants")  # still being built
         ):
             self._fast_path = None
             return
@@ -338,7 +336,7 @@ class ModelDataCollector:
             pipeline=self._pipeline,
             key=route.key,
             width=width,
-            size=(width + N_AML) * 16 + 64,  # estimate_bytes() of one Python row
+            size=estimate_bytes(Taken(ROWS, (), 1, width, None, False)),  # one plain row
             model=self.model_name,
             designation=self._designation,
             opens=self._opens,

@@ -528,20 +528,8 @@ class Pipeline(SpoolReplay):
                     spillable = not spill or _spillable(route.sink)
                     return max(MAX_BATCH_ROWS, seal_rows(route)) if spillable else 0
 
-                if _hotpath is not None:
-                    chunks, rows, size = _hotpath.take_batch(self._queue, {}, limit_for, half)
-                else:
-                    queue, limits = self._queue, {}
-                    while queue:
-                        chunk = queue[0]
-                        limit = limits.get(chunk[0])
-                        if limit is None:
-                            limit = limits[chunk[0]] = limit_for(chunk[0])
-                        if rows >= limit or (chunks and size >= half):
-                            break
-                        chunks.append(queue.popleft())
-                        rows += queued_rows(chunk[1])
-                        size += chunk[3]
+                take = _take_batch_python if _hotpath is None else _hotpath.take_batch
+                chunks, rows, size = take(self._queue, {}, limit_for, half)
             if spill and not chunks:
                 return False
             self._pending_rows -= rows
@@ -729,6 +717,27 @@ def get_pipeline() -> Pipeline:
                 atexit.register(pipeline.shutdown, _env_float("MDC_EXIT_TIMEOUT", EXIT_TIMEOUT))
                 _pipeline = pipeline
     return _pipeline
+
+
+def _take_batch_python(
+    queue: collections.deque[Chunk], limits: dict[int, int], limit_for: Any, half: int
+) -> tuple[list[Chunk], int, int]:
+    """The flusher's next batch without the compiled module (``_hotpath.take_batch``): chunks
+    from the front of the queue while under their route's row limit (``limits``, filled by
+    ``limit_for``) and half the memory bound (at least one); with its rows and bytes."""
+    chunks: list[Chunk] = []
+    rows = size = 0
+    while queue:
+        chunk = queue[0]
+        limit = limits.get(chunk[0])
+        if limit is None:
+            limit = limits[chunk[0]] = limit_for(chunk[0])
+        if rows >= limit or (chunks and size >= half):
+            break
+        chunks.append(queue.popleft())
+        rows += queued_rows(chunk[1])
+        size += chunk[3]
+    return chunks, rows, size
 
 
 def _by_route(chunks: Sequence[Chunk]) -> dict[int, tuple[list[Taken], list[Stamp]]]:
