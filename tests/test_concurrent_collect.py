@@ -62,21 +62,25 @@ def test_threads_mixing_single_rows_batches_and_pairs_lose_nothing(tmp_path) -> 
 
 
 def test_queued_single_rows_leave_the_garbage_collector_nothing_to_walk(tmp_path) -> None:
-    """A queued 1-row call is plain values (route key, row tuple, stamp tuple) that the GC stops
-    tracking within two young collections, so a long queue never feeds full collections (when
-    each call held its Route and a Taken they took a third of a collecting thread's time)."""
+    """A queued 1-row call is plain values (route key, row tuple or block of float rows, stamp
+    tuple) that the GC stops tracking within two young collections, so a long queue never feeds
+    full collections (when each call held its Route and a Taken they took a third of a
+    collecting thread's time). Int rows are queued one by one and close the float rows' block."""
     import gc
+
+    from mdc_core.shapes import queued_rows
 
     pipeline = get_pipeline()
     dc = ModelDataCollector("m", designation="inputs", feature_names=["a", "b"], storage=tmp_path)
     with pipeline.lock:  # the flusher cannot take the calls while they are inspected
         for i in range(2 * ABSORB_EVERY):
-            dc.collect([i + 0.5, 1.5])
+            dc.collect([i + 0.5, 1.5] if i % 4 else [i, 1])
         pipeline._absorb()
         queued_calls = list(pipeline._queue)
         gc.collect(0)
         gc.collect(1)
         tracked = sum(gc.is_tracked(chunk) for chunk in queued_calls)
-    assert len(queued_calls) == 2 * ABSORB_EVERY
+    assert sum(queued_rows(chunk[1]) for chunk in queued_calls) == 2 * ABSORB_EVERY
+    assert len(queued_calls) >= ABSORB_EVERY // 2  # every int row and the blocks between them
     assert tracked == 0, f"{tracked} of {len(queued_calls)} queued calls are still tracked by the GC"
     assert dc.flush(timeout=30) and dc.stats()["written"] == 2 * ABSORB_EVERY

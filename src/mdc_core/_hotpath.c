@@ -31,7 +31,7 @@ typedef struct {
 
 static PyObject *monotonic_fn; /* time.monotonic: the clock correlation.py compares with */
 
-static PyObject *empty_tuple;
+static PyObject *empty_tuple, *one, *zero, *empty_str;
 
 /* time.monotonic(), which pairing compares with: on Linux CPython reads CLOCK_MONOTONIC, so
  * read it directly; elsewhere (macOS uses another clock) ask the time module. */
@@ -113,6 +113,240 @@ static PyTypeObject OpenCorrelationType = {
     .tp_members = open_correlation_members,
 };
 
+/* -- Block: a run of one collector's float rows, stored as columns ------------------------- */
+
+/* Why: a queued row as Python objects (a tuple of floats, a stamp tuple, a chunk tuple, their
+ * ints) costs a collecting thread allocations and its share of the garbage collector, and the
+ * flusher a pass over each object under the GIL. A Block keeps many rows as plain C arrays,
+ * column by column, as the Arrow arrays they become: one float64 array per feature, the id
+ * counters and scoring times as int64, and the request ids as references. collect() appends to
+ * its collector's open block without allocating anything; the block sits in the inbox as one
+ * chunk, and absorb() seals it (no row is added after its rows were counted). */
+
+#define BLOCK_MAX_WIDTH 64 /* wider rows take the tuple path: their values are read on the stack */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t width;
+    Py_ssize_t capacity;
+    Py_ssize_t rows;
+    long long unpaired; /* rows that found no inputs to pair with */
+    int sealed;         /* absorbed: its rows are counted, no row may be added */
+    PyObject *prefix;   /* the id prefix of every row */
+    double *values;     /* values[j * capacity + i]: feature j of row i */
+    int64_t *counters;
+    int64_t *times;     /* µs since the epoch, UTC */
+    PyObject **requests;
+} Block;
+
+static PyTypeObject BlockType;
+
+static Block *
+block_make(Py_ssize_t width, Py_ssize_t capacity, PyObject *prefix)
+{
+    Block *self = PyObject_New(Block, &BlockType);
+    if (self == NULL)
+        return NULL;
+    self->width = width;
+    self->capacity = capacity;
+    self->rows = 0;
+    self->unpaired = 0;
+    self->sealed = 0;
+    self->prefix = Py_NewRef(prefix);
+    self->values = PyMem_Malloc(sizeof(double) * width * capacity);
+    self->counters = PyMem_Malloc(sizeof(int64_t) * capacity);
+    self->times = PyMem_Malloc(sizeof(int64_t) * capacity);
+    self->requests = PyMem_Malloc(sizeof(PyObject *) * capacity);
+    if (self->values == NULL || self->counters == NULL || self->times == NULL || self->requests == NULL) {
+        Py_DECREF(self);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return self;
+}
+
+/* The bytes a block of this shape holds: what the memory bound counts for it. */
+static Py_ssize_t
+block_bytes(Py_ssize_t width, Py_ssize_t capacity)
+{
+    return (Py_ssize_t)sizeof(Block) + capacity * (width * (Py_ssize_t)sizeof(double) + 2 * (Py_ssize_t)sizeof(int64_t)
+                                                   + (Py_ssize_t)sizeof(PyObject *));
+}
+
+/* Append one row (the caller checked that the block is open and has room). */
+static void
+block_put(Block *self, const double *values, int64_t counter, int64_t ts_us, PyObject *request, int lone)
+{
+    Py_ssize_t i = self->rows;
+    for (Py_ssize_t j = 0; j < self->width; j++)
+        self->values[j * self->capacity + i] = values[j];
+    self->counters[i] = counter;
+    self->times[i] = ts_us;
+    self->requests[i] = Py_NewRef(request);
+    self->unpaired += lone;
+    self->rows = i + 1;
+}
+
+static void
+block_dealloc(Block *self)
+{
+    if (self->requests != NULL)
+        for (Py_ssize_t i = 0; i < self->rows; i++)
+            Py_DECREF(self->requests[i]);
+    PyMem_Free(self->values);
+    PyMem_Free(self->counters);
+    PyMem_Free(self->times);
+    PyMem_Free(self->requests);
+    Py_XDECREF(self->prefix);
+    PyObject_Free(self);
+}
+
+/* expand() -> (rows, stamps): the block as the tuples collect() would have queued without it,
+ * for a batch that mixes blocks with other rows (converted the way such batches always were). */
+static PyObject *
+block_expand(Block *self, PyObject *unused)
+{
+    PyObject *rows = PyList_New(self->rows), *stamps = PyList_New(self->rows);
+    if (rows == NULL || stamps == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < self->rows; i++) {
+        PyObject *row = PyTuple_New(self->width);
+        if (row == NULL)
+            goto fail;
+        PyList_SET_ITEM(rows, i, row);
+        for (Py_ssize_t j = 0; j < self->width; j++) {
+            PyObject *value = PyFloat_FromDouble(self->values[j * self->capacity + i]);
+            if (value == NULL)
+                goto fail;
+            PyTuple_SET_ITEM(row, j, value);
+        }
+        PyObject *stamp = Py_BuildValue("(OLiOLO)", self->prefix, (long long)self->counters[i], 1, empty_str,
+                                        (long long)self->times[i], self->requests[i]);
+        if (stamp == NULL)
+            goto fail;
+        PyList_SET_ITEM(stamps, i, stamp);
+    }
+    return Py_BuildValue("(NN)", rows, stamps);
+fail:
+    Py_XDECREF(rows);
+    Py_XDECREF(stamps);
+    return NULL;
+}
+
+static PyMethodDef block_methods[] = {
+    {"expand", (PyCFunction)block_expand, METH_NOARGS, "expand() -> (rows, stamps): the rows as tuples."},
+    {NULL},
+};
+
+static PyMemberDef block_members[] = {
+    {"rows", T_PYSSIZET, offsetof(Block, rows), READONLY, "rows in the block"},
+    {"width", T_PYSSIZET, offsetof(Block, width), READONLY, "features per row"},
+    {"sealed", T_INT, offsetof(Block, sealed), READONLY, "whether absorb() counted it (no row may be added)"},
+    {"prefix", T_OBJECT_EX, offsetof(Block, prefix), READONLY, "the id prefix of every row"},
+    {NULL},
+};
+
+static PyTypeObject BlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mdc_core._hotpath.Block",
+    .tp_doc = "A run of one collector's float rows, queued as columns (made by collect() only).",
+    .tp_basicsize = sizeof(Block),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_dealloc = (destructor)block_dealloc,
+    .tp_methods = block_methods,
+    .tp_members = block_members,
+};
+
+/* block_columns(blocks) -> (prefix, [feature bytes], counters, times, requests) | None
+ *
+ * The rows of sealed blocks of one width, in order, as buffers Arrow wraps without copying:
+ * float64 per feature, uint64 id counters, int64 µs times; requests the one request id every row
+ * has (a str) or a list of them. None when the blocks' id prefixes differ (one each, then). */
+static PyObject *
+block_columns(PyObject *module, PyObject *blocks)
+{
+    if (!PyList_Check(blocks) || PyList_GET_SIZE(blocks) == 0) {
+        PyErr_SetString(PyExc_TypeError, "block_columns(blocks: a non-empty list of Block)");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(blocks), total = 0, width = -1;
+    PyObject *prefix = NULL, *shared = NULL;
+    int same_request = 1;
+    for (Py_ssize_t b = 0; b < count; b++) {
+        PyObject *item = PyList_GET_ITEM(blocks, b);
+        if (Py_TYPE(item) != &BlockType) {
+            PyErr_SetString(PyExc_TypeError, "block_columns() takes Blocks only");
+            return NULL;
+        }
+        Block *block = (Block *)item;
+        if (!block->sealed) {
+            PyErr_SetString(PyExc_ValueError, "a block is read only once absorb() sealed it");
+            return NULL;
+        }
+        if (width == -1) {
+            width = block->width;
+            prefix = block->prefix;
+        }
+        if (block->width != width) {
+            PyErr_SetString(PyExc_ValueError, "blocks of one collector have one width");
+            return NULL;
+        }
+        if (PyUnicode_Compare(block->prefix, prefix) != 0) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        for (Py_ssize_t i = 0; i < block->rows; i++) {
+            if (shared == NULL)
+                shared = block->requests[i];
+            else if (block->requests[i] != shared)
+                same_request = 0;
+        }
+        total += block->rows;
+    }
+    PyObject *features = PyList_New(width), *counters = NULL, *times = NULL, *requests = NULL;
+    if (features == NULL)
+        return NULL;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *column = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(double));
+        if (column == NULL)
+            goto fail;
+        PyList_SET_ITEM(features, j, column);
+        char *out = PyBytes_AS_STRING(column);
+        for (Py_ssize_t b = 0; b < count; b++) {
+            Block *block = (Block *)PyList_GET_ITEM(blocks, b);
+            size_t length = sizeof(double) * (size_t)block->rows;
+            memcpy(out, block->values + j * block->capacity, length);
+            out += length;
+        }
+    }
+    counters = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(int64_t));
+    times = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(int64_t));
+    requests = same_request ? Py_NewRef(shared == NULL ? empty_str : shared) : PyList_New(total);
+    if (counters == NULL || times == NULL || requests == NULL)
+        goto fail;
+    char *c_out = PyBytes_AS_STRING(counters), *t_out = PyBytes_AS_STRING(times);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t b = 0; b < count; b++) {
+        Block *block = (Block *)PyList_GET_ITEM(blocks, b);
+        size_t length = sizeof(int64_t) * (size_t)block->rows;
+        memcpy(c_out, block->counters, length);
+        memcpy(t_out, block->times, length);
+        c_out += length;
+        t_out += length;
+        if (!same_request)
+            for (Py_ssize_t i = 0; i < block->rows; i++, at++)
+                PyList_SET_ITEM(requests, at, Py_NewRef(block->requests[i]));
+    }
+    return Py_BuildValue("(ONNNN)", prefix, features, counters, times, requests);
+fail:
+    Py_DECREF(features);
+    Py_XDECREF(counters);
+    Py_XDECREF(times);
+    Py_XDECREF(requests);
+    return NULL;
+}
+
 /* -- FastPath: one collector's view of the pipeline -------------------------------------- */
 
 typedef struct {
@@ -133,6 +367,9 @@ typedef struct {
     PyObject *ndarray;    /* numpy.ndarray if numpy is imported, else NULL */
     Py_ssize_t width;
     Py_ssize_t size;
+    Py_ssize_t block_rows; /* most rows per Block (0: rows go as tuples) */
+    Block *block;          /* the open block, or NULL */
+    PyObject *block_inbox; /* the inbox it was queued in */
     Py_ssize_t absorb_every;
     Py_ssize_t inbox_max;
     int opens;
@@ -146,7 +383,6 @@ static PyObject *s_model, *s_taken, *s_opened, *s_count, *s_stamp, *s_rows;
 static PyObject *s_inbox, *s_row_ids, *s_inbox_bytes, *s_buffered, *s_fast_limit, *s_small_chunk, *s_thread;
 static PyObject *s_append, *s_prefix, *s_request_id, *s_correlation, *s_pairing_window;
 static PyObject *s_start, *s_absorb_soon, *s_id_column, *s_ts_column, *s_request_column;
-static PyObject *one, *empty_str;
 
 static int
 fast_path_traverse(FastPath *self, visitproc visit, void *arg)
@@ -154,6 +390,7 @@ fast_path_traverse(FastPath *self, visitproc visit, void *arg)
     Py_VISIT(self->pipeline);
     Py_VISIT(self->state);
     Py_VISIT(self->constants);
+    Py_VISIT(self->block_inbox);
     return 0;
 }
 
@@ -174,6 +411,8 @@ fast_path_clear(FastPath *self)
     Py_CLEAR(self->corr_module);
     Py_CLEAR(self->no_request);
     Py_CLEAR(self->ndarray);
+    Py_CLEAR(self->block);
+    Py_CLEAR(self->block_inbox);
     return 0;
 }
 
@@ -190,16 +429,16 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"pipeline", "key", "width", "size", "model", "designation", "opens", "paired",
                             "constants", "scalars", "id_space", "scope_var", "open_var", "correlation_module",
-                            "no_request", "absorb_every", "inbox_max", "ndarray", NULL};
+                            "no_request", "absorb_every", "inbox_max", "ndarray", "block_rows", NULL};
     PyObject *pipeline, *key, *model, *designation, *constants, *scalars, *id_space, *scope_var, *open_var;
     PyObject *corr_module, *no_request, *ndarray = Py_None;
-    Py_ssize_t width, size, absorb_every, inbox_max;
+    Py_ssize_t width, size, absorb_every, inbox_max, block_rows = 0;
     int opens, paired;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnn|O:FastPath", names, &pipeline, &key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOnnUUppO!O!OO!O!OUnn|On:FastPath", names, &pipeline, &key,
                                      &width, &size, &model, &designation, &opens, &paired, &PyDict_Type,
                                      &constants, &PyFrozenSet_Type, &scalars, &id_space,
                                      &PyContextVar_Type, &scope_var, &PyContextVar_Type, &open_var,
-                                     &corr_module, &no_request, &absorb_every, &inbox_max, &ndarray))
+                                     &corr_module, &no_request, &absorb_every, &inbox_max, &ndarray, &block_rows))
         return NULL;
     PyObject *state = PyObject_GenericGetDict(pipeline, NULL);
     if (state == NULL)
@@ -230,6 +469,9 @@ fast_path_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         }
         self->ndarray = Py_NewRef(ndarray);
     }
+    if (block_rows < 0 || width > BLOCK_MAX_WIDTH)
+        block_rows = 0;
+    self->block_rows = block_rows;
     self->size_obj = PyLong_FromSsize_t(size);
     if (self->size_obj == NULL) {
         Py_DECREF(self);
@@ -458,49 +700,173 @@ done:
     return row;
 }
 
+/* Read one float64 or int64 row of an array at the collector's width (1-D, or 2-D with one
+ * row, any strides) into floats or ints: 1 for floats, 2 for ints, 0 for any other array (the
+ * Python path decides), -1 with an error set. */
+static int
+numpy_read_row(PyObject *array, Py_ssize_t width, double *floats, int64_t *ints)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(array, &view, PyBUF_RECORDS_RO) < 0) {
+        PyErr_Clear(); /* not exportable as plain memory */
+        return 0;
+    }
+    const char *format = view.format == NULL ? "B" : view.format;
+    int is_float = strcmp(format, "d") == 0;
+    int is_int = (strcmp(format, "l") == 0 || strcmp(format, "q") == 0) && view.itemsize == 8;
+    Py_ssize_t along = view.ndim == 1 ? 0 : 1; /* the axis of the values */
+    int kind = 0;
+    if ((is_float || is_int) && view.itemsize == 8 && view.ndim >= 1 && view.ndim <= 2 &&
+        (view.ndim == 1 || view.shape[0] == 1) && view.shape[along] == width && width > 0) {
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const char *at = (const char *)view.buf + j * view.strides[along];
+            if (is_float)
+                memcpy(&floats[j], at, sizeof(double));
+            else
+                memcpy(&ints[j], at, sizeof(int64_t));
+        }
+        kind = is_float ? 1 : 2;
+    }
+    PyBuffer_Release(&view);
+    return kind;
+}
+
+/* The row as the tuple the Python path queues: floats or ints read from an array, or the list's
+ * or tuple's own items. */
+static PyObject *
+row_tuple(PyObject *data, const double *floats, const int64_t *ints, Py_ssize_t width)
+{
+    if (floats == NULL && ints == NULL)
+        return PyList_CheckExact(data) ? PyList_AsTuple(data) : Py_NewRef(data);
+    PyObject *row = PyTuple_New(width);
+    for (Py_ssize_t j = 0; row != NULL && j < width; j++) {
+        PyObject *value = ints != NULL ? PyLong_FromLongLong(ints[j]) : PyFloat_FromDouble(floats[j]);
+        if (value == NULL)
+            Py_CLEAR(row);
+        else
+            PyTuple_SET_ITEM(row, j, value);
+    }
+    return row;
+}
+
+/* Whether the collector's open block takes another row from this inbox (a fork gives the
+ * pipeline a new inbox; absorb() seals the blocks it counts). */
+static int
+block_open(FastPath *self, PyObject *inbox)
+{
+    Block *block = self->block;
+    return block != NULL && !block->sealed && block->rows < block->capacity && self->block_inbox == inbox;
+}
+
+/* The rows a new block may have: as many as fit in the pipeline's largest lock-free chunk
+ * (small), up to block_rows; 0 when fewer than 16 fit (rows then go as tuples). */
+static Py_ssize_t
+block_capacity(FastPath *self, long long small)
+{
+    Py_ssize_t row = block_bytes(self->width, 1) - block_bytes(self->width, 0);
+    long long rows = (small - block_bytes(self->width, 0)) / row;
+    if (rows > self->block_rows)
+        rows = self->block_rows;
+    return rows >= 16 ? (Py_ssize_t)rows : 0;
+}
+
+/* inbox_bytes += grow, in the pipeline's __dict__ (an estimate: absorb() resets it). */
+static int
+add_inbox_bytes(FastPath *self, Py_ssize_t grow)
+{
+    long long inbox_bytes;
+    if (state_int(self, s_inbox_bytes, &inbox_bytes) < 0)
+        return -1;
+    PyObject *total = PyLong_FromLongLong(inbox_bytes + grow);
+    if (total == NULL)
+        return -1;
+    int failed = PyDict_SetItem(self->state, s_inbox_bytes, total);
+    Py_DECREF(total);
+    return failed;
+}
+
 /* The dict collect() returns for data, or None when data is not the common case (the Python
- * method takes it, nothing having changed). */
+ * method takes it, nothing having changed but the open block being closed, which keeps the
+ * collector's rows in order). */
 static PyObject *
 fast_path_take_row(FastPath *self, PyObject *data)
 {
-    PyObject *numpy_row = NULL; /* a one-row array's values, as the Python path turns them */
+    double floats[BLOCK_MAX_WIDTH];
+    int64_t ints[BLOCK_MAX_WIDTH];
+    int kind = 0; /* 1: the row's values are in floats, 2: in ints, 0: the data's own items */
+    PyObject *numpy_row = NULL;
+    int blocks = self->block_rows > 0 && self->width <= BLOCK_MAX_WIDTH;
     if (PyList_CheckExact(data) || PyTuple_CheckExact(data)) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(data);
         if (n == 0 || n != self->width)
-            Py_RETURN_NONE;
+            goto python;
         PyObject *first = PySequence_Fast_GET_ITEM(data, 0);
         int scalar = PySet_Contains(self->scalars, (PyObject *)Py_TYPE(first));
-        if (scalar <= 0)
-            return scalar < 0 ? NULL : Py_NewRef(Py_None);
+        if (scalar < 0)
+            return NULL;
+        if (scalar == 0)
+            goto python;
+        if (blocks) {
+            kind = 1;
+            for (Py_ssize_t j = 0; j < n; j++) {
+                PyObject *item = PySequence_Fast_GET_ITEM(data, j);
+                if (!PyFloat_CheckExact(item)) {
+                    kind = 0;
+                    break;
+                }
+                floats[j] = PyFloat_AS_DOUBLE(item);
+            }
+        }
     }
     else if (self->ndarray != NULL && Py_TYPE(data) == (PyTypeObject *)self->ndarray) {
-        numpy_row = numpy_one_row(data, self->width);
-        if (numpy_row == NULL || numpy_row == Py_None)
-            return numpy_row;
+        if (blocks) {
+            kind = numpy_read_row(data, self->width, floats, ints);
+            if (kind < 0)
+                return NULL;
+            if (kind == 0)
+                goto python;
+        }
+        else {
+            numpy_row = numpy_one_row(data, self->width);
+            if (numpy_row == NULL || numpy_row == Py_None)
+                return numpy_row;
+        }
     }
     else {
-        Py_RETURN_NONE;
+        goto python;
     }
 
-    /* Pipeline.accept()'s lock-free condition; otherwise the Python path takes the lock. */
+    /* Pipeline.accept()'s lock-free condition; otherwise the Python path takes the lock. An open
+     * block took its bytes when it was made. */
     PyObject *scope = NULL, *request_id = NULL, *pairing = NULL, *stamp = NULL, *row = numpy_row;
-    PyObject *chunk = NULL, *result = NULL, *unpaired = NULL;
-    long long small, buffered, inbox_bytes, fast_limit;
-    if (state_int(self, s_small_chunk, &small) || state_int(self, s_buffered, &buffered) ||
-        state_int(self, s_inbox_bytes, &inbox_bytes) || state_int(self, s_fast_limit, &fast_limit))
-        goto done;
+    PyObject *prefix = NULL, *start = NULL, *chunk = NULL, *result = NULL;
+    long long lone = 0, small = -1;
+    int absorb_due = 0, appended_chunk = 0;
     PyObject *inbox = PyDict_GetItemWithError(self->state, s_inbox);
     if (inbox == NULL) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_AttributeError, "Pipeline has no _inbox");
         goto done;
     }
-    Py_ssize_t waiting = PyObject_Length(inbox);
-    if (waiting < 0)
-        goto done;
-    if (self->size > small || waiting >= self->inbox_max || buffered + inbox_bytes + self->size > fast_limit) {
-        result = Py_NewRef(Py_None);
-        goto done;
+    if (!(kind == 1 && block_open(self, inbox))) {
+        long long buffered, inbox_bytes, fast_limit;
+        if (state_int(self, s_small_chunk, &small) || state_int(self, s_buffered, &buffered) ||
+            state_int(self, s_inbox_bytes, &inbox_bytes) || state_int(self, s_fast_limit, &fast_limit))
+            goto done;
+        Py_ssize_t waiting = PyObject_Length(inbox);
+        if (waiting < 0)
+            goto done;
+        long long room = fast_limit - buffered - inbox_bytes;
+        Py_ssize_t capacity = kind == 1 ? block_capacity(self, small) : 0;
+        int block_fits = capacity > 0 && waiting < self->inbox_max && block_bytes(self->width, capacity) <= room;
+        if (!block_fits && (self->size > small || waiting >= self->inbox_max || self->size > room)) {
+            Py_CLEAR(self->block);
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (!block_fits && kind == 1)
+            kind = -1; /* float values, queued as a tuple */
+        absorb_due = waiting + 1 >= self->absorb_every;
     }
 
     struct timespec now;
@@ -520,65 +886,158 @@ fast_path_take_row(FastPath *self, PyObject *data)
         if (pairing == NULL)
             goto done;
     }
-    unpaired = PyLong_FromLong(0);
-    if (unpaired == NULL)
-        goto done;
     if (pairing != NULL && pairing != Py_None) {
         PyObject *count_obj = PyObject_GetAttr(pairing, s_count);
         Py_ssize_t count = count_obj == NULL ? -1 : PyLong_AsSsize_t(count_obj);
         Py_XDECREF(count_obj);
         if (count == -1 && PyErr_Occurred())
             goto done;
-        if (count == 1) /* Pipeline.accept(): count == n or count == 1, and n is 1 */
+        if (count == 1) { /* Pipeline.accept(): count == n or count == 1, and n is 1 */
             stamp = PyObject_GetAttr(pairing, s_stamp);
+            if (stamp == NULL)
+                goto done;
+            if (!PyTuple_CheckExact(stamp) || PyTuple_GET_SIZE(stamp) != 6) {
+                PyErr_SetString(PyExc_TypeError, "a stamp is (prefix, start, step, user, ts_us, request_id)");
+                goto done;
+            }
+        }
         else
-            Py_SETREF(unpaired, PyLong_FromLong(1));
-        if (unpaired == NULL)
+            lone = 1;
+    }
+    PyObject *user, *request; /* borrowed: the stamp's, or this call's */
+    long long when;
+    if (stamp != NULL) {
+        prefix = Py_NewRef(PyTuple_GET_ITEM(stamp, 0));
+        start = Py_NewRef(PyTuple_GET_ITEM(stamp, 1));
+        user = PyTuple_GET_ITEM(stamp, 3);
+        request = PyTuple_GET_ITEM(stamp, 5);
+        when = PyLong_AsLongLong(PyTuple_GET_ITEM(stamp, 4));
+        if (when == -1 && PyErr_Occurred())
             goto done;
     }
-    if (stamp == NULL) {
-        if (PyErr_Occurred())
-            goto done;
+    else {
         PyObject *ids = PyDict_GetItemWithError(self->state, s_row_ids);
         if (ids == NULL) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_AttributeError, "Pipeline has no _row_ids");
             goto done;
         }
-        PyObject *start = PyIter_Next(ids);
-        PyObject *prefix = start == NULL ? NULL : PyObject_GetAttr(self->id_space, s_prefix);
-        PyObject *ts = prefix == NULL ? NULL : PyLong_FromLongLong(ts_us);
-        if (ts != NULL)
-            stamp = PyTuple_Pack(6, prefix, start, one, empty_str, ts, request_id);
-        Py_XDECREF(start);
-        Py_XDECREF(prefix);
-        Py_XDECREF(ts);
-        if (stamp == NULL)
+        start = PyIter_Next(ids);
+        prefix = start == NULL ? NULL : PyObject_GetAttr(self->id_space, s_prefix);
+        if (prefix == NULL)
             goto done;
-        untrack_if_atomic(stamp);
+        user = empty_str;
+        request = request_id;
+        when = ts_us;
     }
-    if (row == NULL) {
-        row = PyList_CheckExact(data) ? PyList_AsTuple(data) : Py_NewRef(data);
-        if (row == NULL)
+    if (!PyUnicode_Check(user) || !PyUnicode_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "ids have a str prefix and user");
+        goto done;
+    }
+
+    long long counter = -1;
+    Py_ssize_t capacity = 0; /* a new block's, when one is needed */
+    if (kind == 1 && PyUnicode_GET_LENGTH(user) == 0) {
+        counter = PyLong_AsLongLong(start);
+        if (counter == -1 && PyErr_Occurred())
             goto done;
+        if (!(block_open(self, inbox) && self->block->prefix == prefix)) {
+            if (small < 0 && state_int(self, s_small_chunk, &small) < 0)
+                goto done;
+            capacity = block_capacity(self, small);
+            if (capacity == 0)
+                kind = -1; /* the bound shrank meanwhile: as a tuple */
+        }
     }
-    untrack_if_atomic(row);
-    chunk = PyTuple_Pack(5, self->key, row, stamp, self->size_obj, unpaired);
-    if (chunk == NULL)
-        goto done;
-    untrack_if_atomic(chunk);
-    PyObject *appended = PyObject_CallMethodOneArg(inbox, s_append, chunk);
-    if (appended == NULL)
-        goto done;
-    Py_DECREF(appended);
-    PyObject *total = PyLong_FromLongLong(inbox_bytes + self->size);
-    if (total == NULL || PyDict_SetItem(self->state, s_inbox_bytes, total) < 0) {
-        Py_XDECREF(total);
-        goto done;
+    if (kind == 1 && PyUnicode_GET_LENGTH(user) == 0) {
+        /* From the check to the append nothing runs Python code: no other thread runs, so the
+         * block cannot be sealed in between. */
+        if (capacity == 0) { /* the open block, checked just above */
+            block_put(self->block, floats, counter, when, request, (int)lone);
+        }
+        else {
+            /* a new block (also when the one seen above was sealed or left meanwhile) */
+            Block *block = block_make(self->width, capacity, prefix);
+            if (block == NULL)
+                goto done;
+            block_put(block, floats, counter, when, request, (int)lone);
+            if (stamp == NULL) {
+                PyObject *ts = PyLong_FromLongLong(when);
+                stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
+                Py_XDECREF(ts);
+                if (stamp != NULL)
+                    untrack_if_atomic(stamp);
+            }
+            PyObject *size = stamp == NULL ? NULL : PyLong_FromSsize_t(block_bytes(self->width, capacity));
+            chunk = size == NULL ? NULL : PyTuple_Pack(5, self->key, (PyObject *)block, stamp, size, zero);
+            Py_XDECREF(size);
+            if (chunk == NULL) {
+                Py_DECREF(block);
+                goto done;
+            }
+            untrack_if_atomic(chunk);
+            PyObject *appended = PyObject_CallMethodOneArg(inbox, s_append, chunk);
+            if (appended == NULL) {
+                Py_DECREF(block);
+                goto done;
+            }
+            Py_DECREF(appended);
+            Py_XSETREF(self->block, block);
+            Py_XSETREF(self->block_inbox, Py_NewRef(inbox));
+            appended_chunk = 1;
+            if (add_inbox_bytes(self, block_bytes(self->width, capacity)) < 0)
+                goto done;
+        }
+        if (self->block->rows == self->block->capacity) {
+            Py_CLEAR(self->block); /* full: number it now */
+            absorb_due = 1;
+        }
     }
-    Py_DECREF(total);
+    else {
+        /* The tuple path: the row as a tuple, in a chunk of its own, after the open block's rows. */
+        Py_CLEAR(self->block);
+        if (stamp == NULL) {
+            PyObject *ts = PyLong_FromLongLong(when);
+            stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
+            Py_XDECREF(ts);
+            if (stamp == NULL)
+                goto done;
+            untrack_if_atomic(stamp);
+        }
+        if (row == NULL) {
+            row = row_tuple(data, kind == 1 || kind == -1 ? floats : NULL, kind == 2 ? ints : NULL, self->width);
+            if (row == NULL)
+                goto done;
+        }
+        untrack_if_atomic(row);
+        PyObject *unpaired = PyLong_FromLongLong(lone);
+        chunk = unpaired == NULL ? NULL : PyTuple_Pack(5, self->key, row, stamp, self->size_obj, unpaired);
+        Py_XDECREF(unpaired);
+        if (chunk == NULL)
+            goto done;
+        untrack_if_atomic(chunk);
+        PyObject *appended = PyObject_CallMethodOneArg(inbox, s_append, chunk);
+        if (appended == NULL)
+            goto done;
+        Py_DECREF(appended);
+        appended_chunk = 1;
+        if (add_inbox_bytes(self, self->size) < 0)
+            goto done;
+        Py_ssize_t waiting = PyObject_Length(inbox);
+        if (waiting < 0)
+            goto done;
+        absorb_due |= waiting >= self->absorb_every;
+    }
 
     if (self->opens) {
+        if (stamp == NULL) {
+            PyObject *ts = PyLong_FromLongLong(when);
+            stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
+            Py_XDECREF(ts);
+            if (stamp == NULL)
+                goto done;
+            untrack_if_atomic(stamp);
+        }
         OpenCorrelation *corr = open_correlation_make(&OpenCorrelationType, stamp, 1, self->model);
         if (corr == NULL)
             goto done;
@@ -597,33 +1056,27 @@ fast_path_take_row(FastPath *self, PyObject *data)
     }
 
     /* The dict Azure ML's collect() returns: the constants plus id, timestamp and request id. */
-    PyObject *prefix = PyTuple_GET_ITEM(stamp, 0), *start = PyTuple_GET_ITEM(stamp, 1);
-    PyObject *user = PyTuple_GET_ITEM(stamp, 3), *stamp_ts = PyTuple_GET_ITEM(stamp, 4);
-    long long when = PyLong_AsLongLong(stamp_ts);
-    if (when == -1 && PyErr_Occurred())
-        goto done;
     result = PyDict_Copy(self->constants);
     if (result == NULL)
         goto done;
     PyObject *ident = format_id(prefix, start, user);
     PyObject *iso = ident == NULL ? NULL : format_iso(self, when);
     int failed = iso == NULL || PyDict_SetItem(result, s_id_column, ident) < 0 ||
-                 PyDict_SetItem(result, s_ts_column, iso) < 0 ||
-                 PyDict_SetItem(result, s_request_column, PyTuple_GET_ITEM(stamp, 5)) < 0;
+                 PyDict_SetItem(result, s_ts_column, iso) < 0 || PyDict_SetItem(result, s_request_column, request) < 0;
     Py_XDECREF(ident);
     Py_XDECREF(iso);
     if (failed)
         Py_CLEAR(result);
 
-    /* Now and then the caller numbers the inbox (never waiting for the lock); the first call
+    /* Now and then the caller numbers the inbox (never waiting for the lock); the first chunk
      * starts the flusher. Both may run Python code: after everything above is done. */
-    if (result != NULL && waiting + 1 >= self->absorb_every) {
+    if (result != NULL && absorb_due) {
         PyObject *r = PyObject_CallMethodNoArgs(self->pipeline, s_absorb_soon);
         if (r == NULL)
             Py_CLEAR(result);
         Py_XDECREF(r);
     }
-    if (result != NULL) {
+    if (result != NULL && appended_chunk) {
         PyObject *thread = PyDict_GetItemWithError(self->state, s_thread);
         if (thread == Py_None) {
             PyObject *r = PyObject_CallMethodNoArgs(self->pipeline, s_start);
@@ -640,10 +1093,14 @@ done:
     Py_XDECREF(request_id);
     Py_XDECREF(pairing);
     Py_XDECREF(stamp);
+    Py_XDECREF(prefix);
+    Py_XDECREF(start);
     Py_XDECREF(row);
     Py_XDECREF(chunk);
-    Py_XDECREF(unpaired);
     return result;
+python:
+    Py_CLEAR(self->block); /* the Python path queues this row after the open block's */
+    Py_RETURN_NONE;
 }
 
 /* -- absorb: Pipeline._absorb()'s loop ----------------------------------------------------- */
@@ -672,6 +1129,8 @@ queued_rows(PyObject *item)
 {
     if (PyTuple_CheckExact(item))
         return 1;
+    if (Py_TYPE(item) == &BlockType)
+        return ((Block *)item)->rows;
     PyObject *count = PyObject_GetAttr(item, s_rows);
     long long n = count == NULL ? -1 : PyLong_AsLongLong(count);
     Py_XDECREF(count);
@@ -718,10 +1177,15 @@ absorb(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         PyObject *item = PyTuple_GET_ITEM(chunk, 1);
+        long long lone = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 4));
+        if (Py_TYPE(item) == &BlockType) {
+            /* counted now: its collector starts a new block for its next row */
+            ((Block *)item)->sealed = 1;
+            lone += ((Block *)item)->unpaired;
+        }
         long long n = queued_rows(item);
         Py_ssize_t key = PyLong_AsSsize_t(PyTuple_GET_ITEM(chunk, 0));
         long long chunk_size = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 3));
-        long long lone = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 4));
         if (PyErr_Occurred() || key < 0 || key >= nroutes) {
             Py_DECREF(chunk);
             if (!PyErr_Occurred())
@@ -907,8 +1371,23 @@ static PyMethodDef module_methods[] = {
      "absorb(inbox, queue, routes, seq) -> (seq, rows, size): Pipeline._absorb()'s loop."},
     {"take_batch", (PyCFunction)(void (*)(void))take_batch, METH_FASTCALL,
      "take_batch(queue, limits, limit_for, half) -> (chunks, rows, size): the flusher's next batch."},
+    {"block_columns", (PyCFunction)block_columns, METH_O,
+     "block_columns(blocks) -> (prefix, [feature bytes], counters, times, requests) | None: sealed blocks' rows."},
     {"split_by_route", (PyCFunction)split_by_route, METH_O,
      "split_by_route(chunks) -> {key: (items, stamps)}: each route's part of a batch, in order."},
+    {NULL},
+};
+
+/* seal(): close the open block, so that a row the Python path queues comes after its rows. */
+static PyObject *
+fast_path_seal(FastPath *self, PyObject *unused)
+{
+    Py_CLEAR(self->block);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef fast_path_methods[] = {
+    {"seal", (PyCFunction)fast_path_seal, METH_NOARGS, "Close the open block: later rows go in a new one."},
     {NULL},
 };
 
@@ -922,6 +1401,7 @@ static PyTypeObject FastPathType = {
     .tp_dealloc = (destructor)fast_path_dealloc,
     .tp_traverse = (traverseproc)fast_path_traverse,
     .tp_clear = (inquiry)fast_path_clear,
+    .tp_methods = fast_path_methods,
 };
 
 /* -- CollectMethod: ModelDataCollector.collect, with the common case in C ------------------- */
@@ -1076,8 +1556,9 @@ PyInit__hotpath(void)
         return NULL;
     empty_tuple = PyTuple_New(0);
     one = PyLong_FromLong(1);
+    zero = PyLong_FromLong(0);
     empty_str = PyUnicode_FromString("");
-    if (empty_tuple == NULL || one == NULL || empty_str == NULL)
+    if (empty_tuple == NULL || one == NULL || zero == NULL || empty_str == NULL)
         return NULL;
     if (intern(&s_inbox, "_inbox") || intern(&s_row_ids, "_row_ids") || intern(&s_inbox_bytes, "_inbox_bytes") ||
         intern(&s_buffered, "_buffered_bytes") || intern(&s_fast_limit, "_fast_limit") ||
@@ -1092,7 +1573,7 @@ PyInit__hotpath(void)
         intern(&s_opened, "opened") || intern(&s_count, "count") || intern(&s_stamp, "stamp") ||
         intern(&s_rows, "rows"))
         return NULL;
-    if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 ||
+    if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 || PyType_Ready(&BlockType) < 0 ||
         PyType_Ready(&CollectMethodType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
@@ -1100,6 +1581,7 @@ PyInit__hotpath(void)
         return NULL;
     if (PyModule_AddObjectRef(m, "OpenCorrelation", (PyObject *)&OpenCorrelationType) < 0 ||
         PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0 ||
+        PyModule_AddObjectRef(m, "Block", (PyObject *)&BlockType) < 0 ||
         PyModule_AddObjectRef(m, "CollectMethod", (PyObject *)&CollectMethodType) < 0) {
         Py_DECREF(m);
         return NULL;

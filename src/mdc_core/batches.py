@@ -29,6 +29,8 @@ AML_TIMESTAMP = AML_COLUMNS[1]
 
 # The transposition loops in C (same tables, less GIL held by the flusher), or None: pure Python.
 _transpose = compiled.load("_transpose")
+# The compiled collect() queues float rows as Blocks of columns (never made without it).
+_Block = getattr(compiled.load("_hotpath"), "Block", None)
 
 
 class Stamp(NamedTuple):
@@ -88,6 +90,8 @@ def build_table(
     """
     if _all_tuples(takens):  # single plain rows, as queued: the web-request case
         return _rows_table(columns, deployment, list(takens), [1] * len(takens), stamps)
+    if _Block is not None and _Block in set(map(type, takens)):
+        return _with_blocks(columns, deployment, takens, stamps)
     takens = [unqueued(t) for t in takens]
     if set(_field(takens, 0)) == {ROWS}:  # rows only: one run, no keys
         return _rows_part(columns, deployment, takens, stamps)
@@ -105,6 +109,45 @@ def build_table(
     if begin < len(takens):
         parts.append(_run_part(columns, deployment, takens[begin:], stamps[begin:]))
     return concat(parts)
+
+
+def _with_blocks(columns: Sequence[str], deployment: Deployment, takens: Sequence[Any],
+                 stamps: Sequence[Stamp]) -> pa.Table:
+    """A batch holding the compiled collect()'s blocks. Blocks alone become the table by copying
+    their buffers; mixed with other rows, each block is expanded into the row tuples it stands
+    for, and the batch is converted as it would have been without blocks (same types, same text)."""
+    if all(type(t) is _Block for t in takens):
+        return _blocks_table(columns, deployment, list(takens))
+    rows: list[Any] = []
+    row_stamps: list[Stamp] = []
+    for taken, stamp in zip(takens, stamps):
+        if type(taken) is _Block:
+            expanded, expanded_stamps = taken.expand()
+            rows.extend(expanded)
+            row_stamps.extend(expanded_stamps)
+        else:
+            rows.append(taken)
+            row_stamps.append(stamp)
+    return build_table(columns, deployment, rows, row_stamps)
+
+
+def _blocks_table(columns: Sequence[str], deployment: Deployment, blocks: list[Any]) -> pa.Table:
+    """The rows of blocks, in order: Arrow arrays over the C buffers, no value touched by Python."""
+    found = compiled.load("_hotpath").block_columns(blocks)
+    if found is None:  # ids of two prefixes (renewed by a fork in between): a table per block
+        return concat([_blocks_table(columns, deployment, [block]) for block in blocks])
+    prefix, features, counters, times, requests = found
+    n = len(times) // 8
+    arrays = [pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(values)]) for values in features]
+    if _transpose is not None:
+        offsets, text = _transpose.format_ids(prefix, counters)
+        ids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+    else:
+        ids = format_ids(prefix, memoryview(counters).cast("Q").tolist())
+    timestamps = pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(times)])
+    request_ids = (pa.repeat(pa.scalar(requests, pa.string()), n) if type(requests) is str
+                   else pa.array(requests, pa.string()))
+    return _join(pa.table(arrays, names=list(columns)), _aml_table(deployment, ids, timestamps, request_ids, n))
 
 
 def _all_tuples(takens: Sequence[Any]) -> bool:
@@ -315,6 +358,12 @@ def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Sta
     total = sum(counts)
     fast = _compiled_stamp_columns(stamps) if total == len(counts) else None
     ids, timestamps, requests = fast or _stamp_columns(counts, stamps, total)
+    return _aml_table(deployment, ids, timestamps, requests, total)
+
+
+def _aml_table(deployment: Deployment, ids: pa.Array, timestamps: pa.Array, requests: pa.Array,
+               total: int) -> pa.Table:
+    """The eight ``$aml_`` columns: the rows' ids, times and request ids, and the constants."""
     d = deployment
     return pa.table(
         [

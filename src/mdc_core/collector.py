@@ -33,7 +33,7 @@ from mdc_core.correlation import (
 from mdc_core.designations import INPUTS, NAMED_COLLECTIONS, PAIRED, normalize_designation
 from mdc_core.errors import ConfigurationError, RowWidthError
 from mdc_core.paths import BOUNDARY_MINUTES, Layout, split_workspace, validate_segment
-from mdc_core.pipeline import ABSORB_EVERY, INBOX_MAX, Pipeline, Route, estimate_bytes, get_pipeline
+from mdc_core.pipeline import ABSORB_EVERY, BLOCK_ROWS, INBOX_MAX, Pipeline, Route, estimate_bytes, get_pipeline
 from mdc_core.plugins import get_registry
 from mdc_core.privacy import check_rules
 from mdc_core.records import BackendPlugin, BatchContext, Capability, FormatPlugin
@@ -224,6 +224,8 @@ class ModelDataCollector:
         """
         if not self._on:
             return {}
+        if self._fast_path is not None:
+            self._fast_path.seal()  # this row goes after the rows of the compiled path's open block
         route = self._route
         columns = route.columns
         taken = take(input_data, columns and len(columns))
@@ -351,6 +353,7 @@ class ModelDataCollector:
             absorb_every=ABSORB_EVERY,
             inbox_max=INBOX_MAX,
             ndarray=getattr(sys.modules.get("numpy"), "ndarray", None),  # numpy is optional
+            block_rows=BLOCK_ROWS,
         )
 
     def flush(self, timeout: float | None = None) -> FlushStatus:

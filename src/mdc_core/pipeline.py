@@ -45,6 +45,7 @@ DEFAULT_MAX_BYTES = 256 << 20
 MAX_BATCH_ROWS = 100_000
 ABSORB_EVERY = 256  # collect() numbers and counts the inbox's chunks about this often
 INBOX_MAX = 4096  # past this, collect() takes the lock
+BLOCK_ROWS = 1024  # the compiled collect() queues float rows in blocks of up to this many (see _hotpath.c)
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
 _hotpath = load("_hotpath")
 
