@@ -311,3 +311,37 @@ def test_collect_can_be_overridden_and_patched_like_a_method(tmp_path) -> None:
     assert UUID.match(inputs.collect([1.0, 2.0, 3.0])[ID])  # restored
     assert logged.flush(timeout=30) and inputs.flush(timeout=30)
     assert len(rows_of(tmp_path, "inputs")) == 2  # the patched call stored nothing
+
+
+def test_the_python_path_pairs_with_inputs_the_compiled_path_opened(tmp_path, path) -> None:
+    """The compiled path keeps an OpenCorrelation's stamp as fields; Python reads it as a tuple."""
+    inputs, preds = collectors(tmp_path)
+    got = inputs.collect([1.0, 2.0, 3.0])
+    named = preds.collect({"p": 0.5, "q": 0.25})  # a dict: the Python method pairs it
+    assert named[ID] == got[ID] and named[TS] == got[TS]
+    again = inputs.collect([4.0, 5.0, 6.0])
+    two = preds.collect([[0.5, 0.25], [0.75, 1.0]])  # two rows of one input: both get its id
+    assert list(two[ID]) == [again[ID], again[ID]]
+    assert preds.flush(timeout=30)
+    assert [r[ID] for r in rows_of(tmp_path, "predictions")] == [got[ID], again[ID], again[ID]]
+
+
+def test_a_renewed_id_prefix_is_used_at_once(tmp_path, path, monkeypatch) -> None:
+    """The compiled path caches the process's id prefix until the class attribute changes (a fork)."""
+    inputs, _ = collectors(tmp_path)
+    before = inputs.collect([1.0, 2.0, 3.0])[ID]
+    monkeypatch.setattr(correlation._IdSpace, "prefix", "0123abcd-0000-4000-8000-")
+    renewed = inputs.collect([1.0, 2.0, 3.0])[ID]
+    monkeypatch.undo()
+    after = inputs.collect([1.0, 2.0, 3.0])[ID]
+    assert renewed.startswith("0123abcd-0000-4000-8000-") and UUID.match(renewed)
+    assert before[:24] == after[:24] != renewed[:24]
+    assert inputs.flush(timeout=30)
+    assert [r[ID] for r in rows_of(tmp_path, "inputs")] == [before, renewed, after]
+
+
+def test_the_row_id_counter_counts_like_itertools_count() -> None:
+    require_compiled()
+    counter = COMPILED.Counter(5)
+    assert iter(counter) is counter and [next(counter) for _ in range(3)] == [5, 6, 7]
+    assert next(COMPILED.Counter()) == 0

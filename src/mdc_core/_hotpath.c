@@ -22,11 +22,15 @@
 
 typedef struct {
     PyObject_HEAD
-    PyObject *stamp;
+    PyObject *stamp;   /* the Stamp tuple; NULL until asked for when made by collect() */
     PyObject *model;
-    PyObject *taken; /* designations that paired already (outside a request scope) */
+    PyObject *taken;   /* designations that paired already (outside a request scope) */
     Py_ssize_t count;
-    double opened;   /* time.monotonic() when the inputs were collected */
+    double opened;     /* time.monotonic() when the inputs were collected */
+    PyObject *prefix;  /* with stamp NULL: the one row's id prefix, counter, time, request id */
+    int64_t counter;
+    int64_t ts_us;
+    PyObject *request;
 } OpenCorrelation;
 
 static PyObject *monotonic_fn; /* time.monotonic: the clock correlation.py compares with */
@@ -53,8 +57,11 @@ monotonic_now(double *out)
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* stamp, or (prefix, counter, ts_us, request) of one row with no user id, from which the stamp
+ * is made only if Python asks for it (collect()'s path reads the fields). */
 static OpenCorrelation *
-open_correlation_make(PyTypeObject *type, PyObject *stamp, Py_ssize_t count, PyObject *model)
+open_correlation_make(PyTypeObject *type, PyObject *stamp, Py_ssize_t count, PyObject *model,
+                      PyObject *prefix, int64_t counter, int64_t ts_us, PyObject *request)
 {
     double opened;
     if (monotonic_now(&opened) < 0)
@@ -62,8 +69,11 @@ open_correlation_make(PyTypeObject *type, PyObject *stamp, Py_ssize_t count, PyO
     OpenCorrelation *self = (OpenCorrelation *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    Py_INCREF(stamp);
-    self->stamp = stamp;
+    self->stamp = Py_XNewRef(stamp);
+    self->prefix = Py_XNewRef(prefix);
+    self->request = Py_XNewRef(request);
+    self->counter = counter;
+    self->ts_us = ts_us;
     Py_INCREF(model);
     self->model = model;
     Py_INCREF(empty_tuple);
@@ -81,7 +91,7 @@ open_correlation_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     Py_ssize_t count;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OnO:OpenCorrelation", names, &stamp, &count, &model))
         return NULL;
-    return (PyObject *)open_correlation_make(type, stamp, count, model);
+    return (PyObject *)open_correlation_make(type, stamp, count, model, NULL, 0, 0, NULL);
 }
 
 static void
@@ -90,11 +100,33 @@ open_correlation_dealloc(OpenCorrelation *self)
     Py_XDECREF(self->stamp);
     Py_XDECREF(self->model);
     Py_XDECREF(self->taken);
+    Py_XDECREF(self->prefix);
+    Py_XDECREF(self->request);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The Stamp (prefix, start, step, user, ts_us, request_id), made once when first asked for. */
+static PyObject *
+open_correlation_stamp(OpenCorrelation *self, void *closure)
+{
+    if (self->stamp == NULL) {
+        PyObject *start = PyLong_FromLongLong(self->counter), *ts = PyLong_FromLongLong(self->ts_us);
+        if (start != NULL && ts != NULL)
+            self->stamp = PyTuple_Pack(6, self->prefix, start, one, empty_str, ts, self->request);
+        Py_XDECREF(start);
+        Py_XDECREF(ts);
+        if (self->stamp == NULL)
+            return NULL;
+    }
+    return Py_NewRef(self->stamp);
+}
+
+static PyGetSetDef open_correlation_getset[] = {
+    {"stamp", (getter)open_correlation_stamp, NULL, "ids, scoring time and request id", NULL},
+    {NULL},
+};
+
 static PyMemberDef open_correlation_members[] = {
-    {"stamp", T_OBJECT_EX, offsetof(OpenCorrelation, stamp), 0, "ids, scoring time and request id"},
     {"count", T_PYSSIZET, offsetof(OpenCorrelation, count), 0, "rows of the inputs"},
     {"model", T_OBJECT_EX, offsetof(OpenCorrelation, model), 0, "model name"},
     {"opened", T_DOUBLE, offsetof(OpenCorrelation, opened), 0, "time.monotonic() at the inputs' collect"},
@@ -111,6 +143,46 @@ static PyTypeObject OpenCorrelationType = {
     .tp_new = open_correlation_new,
     .tp_dealloc = (destructor)open_correlation_dealloc,
     .tp_members = open_correlation_members,
+    .tp_getset = open_correlation_getset,
+};
+
+/* -- Counter: the ids of single rows ---------------------------------------------------------- */
+
+/* itertools.count() that collect()'s compiled path reads without making an int: next(counter)
+ * in Python, counter->next++ in C (both under the GIL). */
+typedef struct {
+    PyObject_HEAD
+    long long next;
+} Counter;
+
+static PyObject *
+counter_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    long long start = 0;
+    static char *names[] = {"start", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|L:Counter", names, &start))
+        return NULL;
+    Counter *self = (Counter *)type->tp_alloc(type, 0);
+    if (self != NULL)
+        self->next = start;
+    return (PyObject *)self;
+}
+
+static PyObject *
+counter_iternext(Counter *self)
+{
+    return PyLong_FromLongLong(self->next++);
+}
+
+static PyTypeObject CounterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mdc_core._hotpath.Counter",
+    .tp_doc = "Counter(start=0): itertools.count() for the ids of single rows.",
+    .tp_basicsize = sizeof(Counter),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = counter_new,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)counter_iternext,
 };
 
 /* -- Block: a run of one collector's float rows, stored as columns ------------------------- */
@@ -305,41 +377,58 @@ block_columns(PyObject *module, PyObject *blocks)
         total += block->rows;
     }
     PyObject *features = PyList_New(width), *counters = NULL, *times = NULL, *requests = NULL;
-    if (features == NULL)
-        return NULL;
+    /* our own references: the copies below run without the GIL (sealed blocks do not change) */
+    Block **held = PyMem_Malloc(sizeof(Block *) * count);
+    char **outs = PyMem_Malloc(sizeof(char *) * (width + 2));
+    if (features == NULL || held == NULL || outs == NULL) {
+        Py_XDECREF(features);
+        PyMem_Free(held);
+        PyMem_Free(outs);
+        return PyErr_NoMemory();
+    }
     for (Py_ssize_t j = 0; j < width; j++) {
         PyObject *column = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(double));
         if (column == NULL)
             goto fail;
         PyList_SET_ITEM(features, j, column);
-        char *out = PyBytes_AS_STRING(column);
-        for (Py_ssize_t b = 0; b < count; b++) {
-            Block *block = (Block *)PyList_GET_ITEM(blocks, b);
-            size_t length = sizeof(double) * (size_t)block->rows;
-            memcpy(out, block->values + j * block->capacity, length);
-            out += length;
-        }
+        outs[j] = PyBytes_AS_STRING(column);
     }
     counters = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(int64_t));
     times = PyBytes_FromStringAndSize(NULL, total * (Py_ssize_t)sizeof(int64_t));
     requests = same_request ? Py_NewRef(shared == NULL ? empty_str : shared) : PyList_New(total);
     if (counters == NULL || times == NULL || requests == NULL)
         goto fail;
-    char *c_out = PyBytes_AS_STRING(counters), *t_out = PyBytes_AS_STRING(times);
+    outs[width] = PyBytes_AS_STRING(counters);
+    outs[width + 1] = PyBytes_AS_STRING(times);
     Py_ssize_t at = 0;
     for (Py_ssize_t b = 0; b < count; b++) {
-        Block *block = (Block *)PyList_GET_ITEM(blocks, b);
-        size_t length = sizeof(int64_t) * (size_t)block->rows;
-        memcpy(c_out, block->counters, length);
-        memcpy(t_out, block->times, length);
-        c_out += length;
-        t_out += length;
+        held[b] = (Block *)Py_NewRef(PyList_GET_ITEM(blocks, b));
         if (!same_request)
-            for (Py_ssize_t i = 0; i < block->rows; i++, at++)
-                PyList_SET_ITEM(requests, at, Py_NewRef(block->requests[i]));
+            for (Py_ssize_t i = 0; i < held[b]->rows; i++, at++)
+                PyList_SET_ITEM(requests, at, Py_NewRef(held[b]->requests[i]));
     }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < count; b++) {
+        Block *block = held[b];
+        size_t values = sizeof(double) * (size_t)block->rows, ints = sizeof(int64_t) * (size_t)block->rows;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            memcpy(outs[j], block->values + j * block->capacity, values);
+            outs[j] += values;
+        }
+        memcpy(outs[width], block->counters, ints);
+        memcpy(outs[width + 1], block->times, ints);
+        outs[width] += ints;
+        outs[width + 1] += ints;
+    }
+    Py_END_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < count; b++)
+        Py_DECREF(held[b]);
+    PyMem_Free(held);
+    PyMem_Free(outs);
     return Py_BuildValue("(ONNNN)", prefix, features, counters, times, requests);
 fail:
+    PyMem_Free(held);
+    PyMem_Free(outs);
     Py_DECREF(features);
     Py_XDECREF(counters);
     Py_XDECREF(times);
@@ -369,6 +458,8 @@ typedef struct {
     Py_ssize_t size;
     Py_ssize_t block_rows; /* most rows per Block (0: rows go as tuples) */
     Block *block;          /* the open block, or NULL */
+    PyObject *prefix_cache; /* the id prefix, while id_space's version tag is prefix_tag */
+    unsigned int prefix_tag;
     PyObject *block_inbox; /* the inbox it was queued in */
     Py_ssize_t absorb_every;
     Py_ssize_t inbox_max;
@@ -379,7 +470,7 @@ typedef struct {
     Py_ssize_t iso_length;
 } FastPath;
 
-static PyObject *s_model, *s_taken, *s_opened, *s_count, *s_stamp, *s_rows;
+static PyObject *s_rows;
 static PyObject *s_inbox, *s_row_ids, *s_inbox_bytes, *s_buffered, *s_fast_limit, *s_small_chunk, *s_thread;
 static PyObject *s_append, *s_prefix, *s_request_id, *s_correlation, *s_pairing_window;
 static PyObject *s_start, *s_absorb_soon, *s_id_column, *s_ts_column, *s_request_column;
@@ -413,6 +504,7 @@ fast_path_clear(FastPath *self)
     Py_CLEAR(self->ndarray);
     Py_CLEAR(self->block);
     Py_CLEAR(self->block_inbox);
+    Py_CLEAR(self->prefix_cache);
     return 0;
 }
 
@@ -501,58 +593,43 @@ state_int(FastPath *self, PyObject *name, long long *out)
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* Whether corr is for this collector's model: 1, 0, or -1 with an error set. */
-static int
-same_model(FastPath *self, PyObject *corr)
-{
-    PyObject *model = PyObject_GetAttr(corr, s_model);
-    if (model == NULL)
-        return -1;
-    int same = PyObject_RichCompareBool(model, self->model, Py_EQ);
-    Py_DECREF(model);
-    return same;
-}
-
 /* Outside a request scope: whether this designation may still take corr (it has not, and
  * the pairing window has not passed); if so, record that it did. 1, 0, or -1 with an error. */
 static int
-claim(FastPath *self, PyObject *corr)
+claim(FastPath *self, OpenCorrelation *corr)
 {
-    int result = -1;
-    PyObject *taken = NULL, *window = NULL, *opened = NULL, *mine = NULL, *grown = NULL;
-    taken = PyObject_GetAttr(corr, s_taken);
-    if (taken == NULL)
-        goto done;
+    PyObject *taken = corr->taken;
     int seen = PySequence_Contains(taken, self->designation);
-    if (seen != 0) {
-        result = seen > 0 ? 0 : -1;
-        goto done;
+    if (seen != 0)
+        return seen > 0 ? 0 : -1;
+    PyObject *window = PyObject_GetAttr(self->corr_module, s_pairing_window); /* it may be changed */
+    if (window == NULL)
+        return -1;
+    double limit = PyFloat_AsDouble(window), current;
+    Py_DECREF(window);
+    if ((limit == -1.0 && PyErr_Occurred()) || monotonic_now(&current) < 0)
+        return -1;
+    if (current - corr->opened > limit)
+        return 0;
+    PyObject *grown;
+    if (PyTuple_CheckExact(taken)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(taken);
+        grown = PyTuple_New(n + 1);
+        if (grown == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyTuple_SET_ITEM(grown, i, Py_NewRef(PyTuple_GET_ITEM(taken, i)));
+        PyTuple_SET_ITEM(grown, n, Py_NewRef(self->designation));
     }
-    window = PyObject_GetAttr(self->corr_module, s_pairing_window);
-    opened = window == NULL ? NULL : PyObject_GetAttr(corr, s_opened);
-    double current;
-    if (opened == NULL || monotonic_now(&current) < 0)
-        goto done;
-    double age = current - PyFloat_AsDouble(opened);
-    double limit = PyFloat_AsDouble(window);
-    if (PyErr_Occurred())
-        goto done;
-    if (age > limit) {
-        result = 0;
-        goto done;
+    else { /* set from Python to another sequence: concatenate as Python would */
+        PyObject *mine = PyTuple_Pack(1, self->designation);
+        grown = mine == NULL ? NULL : PySequence_Concat(taken, mine);
+        Py_XDECREF(mine);
+        if (grown == NULL)
+            return -1;
     }
-    mine = PyTuple_Pack(1, self->designation);
-    grown = mine == NULL ? NULL : PySequence_Concat(taken, mine);
-    if (grown == NULL || PyObject_SetAttr(corr, s_taken, grown) < 0)
-        goto done;
-    result = 1;
-done:
-    Py_XDECREF(taken);
-    Py_XDECREF(window);
-    Py_XDECREF(opened);
-    Py_XDECREF(mine);
-    Py_XDECREF(grown);
-    return result;
+    Py_SETREF(corr->taken, grown);
+    return 1;
 }
 
 /* The correlation this designation pairs with (a new reference), Py_None for none, NULL on
@@ -567,9 +644,14 @@ take_pairing(FastPath *self, PyObject *scope)
         return NULL;
     if (corr == NULL || corr == Py_None)
         return corr;
-    int ok = same_model(self, corr);
+    if (Py_TYPE(corr) != &OpenCorrelationType) {
+        Py_DECREF(corr);
+        PyErr_SetString(PyExc_TypeError, "a request's correlation is an OpenCorrelation");
+        return NULL;
+    }
+    int ok = PyObject_RichCompareBool(((OpenCorrelation *)corr)->model, self->model, Py_EQ);
     if (ok == 1 && scope == Py_None)
-        ok = claim(self, corr);
+        ok = claim(self, (OpenCorrelation *)corr);
     if (ok == 1)
         return corr;
     Py_DECREF(corr);
@@ -578,14 +660,45 @@ take_pairing(FastPath *self, PyObject *scope)
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* correlation.format_id(prefix, start, user): the prefix and 12 hex digits of the counter,
+static void untrack_if_atomic(PyObject *tuple);
+
+/* A Stamp tuple (prefix, counter, 1, user, ts_us, request), untracked by the GC. */
+static PyObject *
+make_stamp(PyObject *prefix, long long counter, PyObject *user, long long ts_us, PyObject *request)
+{
+    PyObject *start = PyLong_FromLongLong(counter), *ts = PyLong_FromLongLong(ts_us), *stamp = NULL;
+    if (start != NULL && ts != NULL)
+        stamp = PyTuple_Pack(6, prefix, start, one, user, ts, request);
+    Py_XDECREF(start);
+    Py_XDECREF(ts);
+    if (stamp != NULL)
+        untrack_if_atomic(stamp);
+    return stamp;
+}
+
+/* The process's id prefix (_IdSpace.prefix, a new reference), looked up again only when the
+ * class changed: assigning a class attribute (the renewal in a forked child) gives the type a
+ * new version tag. */
+static PyObject *
+id_prefix(FastPath *self)
+{
+    int is_type = PyType_Check(self->id_space);
+    unsigned int tag = is_type ? ((PyTypeObject *)self->id_space)->tp_version_tag : 0;
+    if (self->prefix_cache != NULL && tag != 0 && tag == self->prefix_tag)
+        return Py_NewRef(self->prefix_cache);
+    PyObject *prefix = PyObject_GetAttr(self->id_space, s_prefix);
+    if (prefix == NULL)
+        return NULL;
+    Py_XSETREF(self->prefix_cache, Py_NewRef(prefix));
+    self->prefix_tag = is_type ? ((PyTypeObject *)self->id_space)->tp_version_tag : 0; /* set by the lookup */
+    return prefix;
+}
+
+/* correlation.format_id(prefix, counter, user): the prefix and 12 hex digits of the counter,
  * written straight into an ASCII string (printf-style formatting was a fifth of the call). */
 static PyObject *
-format_id(PyObject *prefix, PyObject *start, PyObject *user)
+format_id(PyObject *prefix, unsigned long long counter, PyObject *user)
 {
-    unsigned long long counter = PyLong_AsUnsignedLongLongMask(start);
-    if (counter == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
     if (!PyUnicode_IS_ASCII(prefix) || PyUnicode_GET_LENGTH(user) != 0) {
         char digits[16];
         snprintf(digits, sizeof digits, "%012llx", counter & 0xFFFFFFFFFFFFULL);
@@ -839,7 +952,7 @@ fast_path_take_row(FastPath *self, PyObject *data)
     /* Pipeline.accept()'s lock-free condition; otherwise the Python path takes the lock. An open
      * block took its bytes when it was made. */
     PyObject *scope = NULL, *request_id = NULL, *pairing = NULL, *stamp = NULL, *row = numpy_row;
-    PyObject *prefix = NULL, *start = NULL, *chunk = NULL, *result = NULL;
+    PyObject *prefix = NULL, *chunk = NULL, *result = NULL;
     long long lone = 0, small = -1;
     int absorb_due = 0, appended_chunk = 0;
     PyObject *inbox = PyDict_GetItemWithError(self->state, s_inbox);
@@ -886,68 +999,71 @@ fast_path_take_row(FastPath *self, PyObject *data)
         if (pairing == NULL)
             goto done;
     }
+    /* The row's id, time and request id: its inputs' (paired), else its own. */
+    PyObject *user = empty_str, *request = request_id; /* borrowed */
+    long long when = ts_us, counter = -1;
     if (pairing != NULL && pairing != Py_None) {
-        PyObject *count_obj = PyObject_GetAttr(pairing, s_count);
-        Py_ssize_t count = count_obj == NULL ? -1 : PyLong_AsSsize_t(count_obj);
-        Py_XDECREF(count_obj);
-        if (count == -1 && PyErr_Occurred())
+        OpenCorrelation *corr = (OpenCorrelation *)pairing;
+        if (Py_TYPE(pairing) != &OpenCorrelationType) {
+            PyErr_SetString(PyExc_TypeError, "a request's correlation is an OpenCorrelation");
             goto done;
-        if (count == 1) { /* Pipeline.accept(): count == n or count == 1, and n is 1 */
-            stamp = PyObject_GetAttr(pairing, s_stamp);
-            if (stamp == NULL)
-                goto done;
+        }
+        if (corr->count != 1) /* Pipeline.accept(): count == n or count == 1, and n is 1 */
+            lone = 1;
+        else if (corr->stamp == NULL) { /* made by this path: one row, no user id */
+            prefix = Py_NewRef(corr->prefix);
+            counter = corr->counter;
+            when = corr->ts_us;
+            request = corr->request;
+        }
+        else {
+            stamp = Py_NewRef(corr->stamp);
             if (!PyTuple_CheckExact(stamp) || PyTuple_GET_SIZE(stamp) != 6) {
                 PyErr_SetString(PyExc_TypeError, "a stamp is (prefix, start, step, user, ts_us, request_id)");
                 goto done;
             }
+            prefix = Py_NewRef(PyTuple_GET_ITEM(stamp, 0));
+            user = PyTuple_GET_ITEM(stamp, 3);
+            request = PyTuple_GET_ITEM(stamp, 5);
+            counter = PyLong_AsLongLong(PyTuple_GET_ITEM(stamp, 1));
+            when = PyLong_AsLongLong(PyTuple_GET_ITEM(stamp, 4));
+            if ((counter == -1 || when == -1) && PyErr_Occurred())
+                goto done;
         }
-        else
-            lone = 1;
     }
-    PyObject *user, *request; /* borrowed: the stamp's, or this call's */
-    long long when;
-    if (stamp != NULL) {
-        prefix = Py_NewRef(PyTuple_GET_ITEM(stamp, 0));
-        start = Py_NewRef(PyTuple_GET_ITEM(stamp, 1));
-        user = PyTuple_GET_ITEM(stamp, 3);
-        request = PyTuple_GET_ITEM(stamp, 5);
-        when = PyLong_AsLongLong(PyTuple_GET_ITEM(stamp, 4));
-        if (when == -1 && PyErr_Occurred())
-            goto done;
-    }
-    else {
+    if (prefix == NULL) {
         PyObject *ids = PyDict_GetItemWithError(self->state, s_row_ids);
         if (ids == NULL) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_AttributeError, "Pipeline has no _row_ids");
             goto done;
         }
-        start = PyIter_Next(ids);
-        prefix = start == NULL ? NULL : PyObject_GetAttr(self->id_space, s_prefix);
+        if (Py_TYPE(ids) == &CounterType) {
+            counter = ((Counter *)ids)->next++;
+        }
+        else {
+            PyObject *next = PyIter_Next(ids);
+            counter = next == NULL ? -1 : PyLong_AsLongLong(next);
+            Py_XDECREF(next);
+            if (counter == -1 && PyErr_Occurred())
+                goto done;
+        }
+        prefix = id_prefix(self);
         if (prefix == NULL)
             goto done;
-        user = empty_str;
-        request = request_id;
-        when = ts_us;
     }
     if (!PyUnicode_Check(user) || !PyUnicode_Check(prefix)) {
         PyErr_SetString(PyExc_TypeError, "ids have a str prefix and user");
         goto done;
     }
 
-    long long counter = -1;
     Py_ssize_t capacity = 0; /* a new block's, when one is needed */
-    if (kind == 1 && PyUnicode_GET_LENGTH(user) == 0) {
-        counter = PyLong_AsLongLong(start);
-        if (counter == -1 && PyErr_Occurred())
+    if (kind == 1 && PyUnicode_GET_LENGTH(user) == 0 && !(block_open(self, inbox) && self->block->prefix == prefix)) {
+        if (small < 0 && state_int(self, s_small_chunk, &small) < 0)
             goto done;
-        if (!(block_open(self, inbox) && self->block->prefix == prefix)) {
-            if (small < 0 && state_int(self, s_small_chunk, &small) < 0)
-                goto done;
-            capacity = block_capacity(self, small);
-            if (capacity == 0)
-                kind = -1; /* the bound shrank meanwhile: as a tuple */
-        }
+        capacity = block_capacity(self, small);
+        if (capacity == 0)
+            kind = -1; /* the bound shrank meanwhile: as a tuple */
     }
     if (kind == 1 && PyUnicode_GET_LENGTH(user) == 0) {
         /* From the check to the append nothing runs Python code: no other thread runs, so the
@@ -961,13 +1077,8 @@ fast_path_take_row(FastPath *self, PyObject *data)
             if (block == NULL)
                 goto done;
             block_put(block, floats, counter, when, request, (int)lone);
-            if (stamp == NULL) {
-                PyObject *ts = PyLong_FromLongLong(when);
-                stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
-                Py_XDECREF(ts);
-                if (stamp != NULL)
-                    untrack_if_atomic(stamp);
-            }
+            if (stamp == NULL)
+                stamp = make_stamp(prefix, counter, user, when, request);
             PyObject *size = stamp == NULL ? NULL : PyLong_FromSsize_t(block_bytes(self->width, capacity));
             chunk = size == NULL ? NULL : PyTuple_Pack(5, self->key, (PyObject *)block, stamp, size, zero);
             Py_XDECREF(size);
@@ -996,14 +1107,8 @@ fast_path_take_row(FastPath *self, PyObject *data)
     else {
         /* The tuple path: the row as a tuple, in a chunk of its own, after the open block's rows. */
         Py_CLEAR(self->block);
-        if (stamp == NULL) {
-            PyObject *ts = PyLong_FromLongLong(when);
-            stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
-            Py_XDECREF(ts);
-            if (stamp == NULL)
-                goto done;
-            untrack_if_atomic(stamp);
-        }
+        if (stamp == NULL && (stamp = make_stamp(prefix, counter, user, when, request)) == NULL)
+            goto done;
         if (row == NULL) {
             row = row_tuple(data, kind == 1 || kind == -1 ? floats : NULL, kind == 2 ? ints : NULL, self->width);
             if (row == NULL)
@@ -1030,15 +1135,10 @@ fast_path_take_row(FastPath *self, PyObject *data)
     }
 
     if (self->opens) {
-        if (stamp == NULL) {
-            PyObject *ts = PyLong_FromLongLong(when);
-            stamp = ts == NULL ? NULL : PyTuple_Pack(6, prefix, start, one, empty_str, ts, request);
-            Py_XDECREF(ts);
-            if (stamp == NULL)
-                goto done;
-            untrack_if_atomic(stamp);
-        }
-        OpenCorrelation *corr = open_correlation_make(&OpenCorrelationType, stamp, 1, self->model);
+        /* a stamp only if there is one already: otherwise its fields, made into one on demand */
+        int plain = stamp == NULL;
+        OpenCorrelation *corr = open_correlation_make(&OpenCorrelationType, stamp, 1, self->model,
+                                                      plain ? prefix : NULL, counter, when, plain ? request : NULL);
         if (corr == NULL)
             goto done;
         int failed;
@@ -1059,7 +1159,7 @@ fast_path_take_row(FastPath *self, PyObject *data)
     result = PyDict_Copy(self->constants);
     if (result == NULL)
         goto done;
-    PyObject *ident = format_id(prefix, start, user);
+    PyObject *ident = format_id(prefix, (unsigned long long)counter, user);
     PyObject *iso = ident == NULL ? NULL : format_iso(self, when);
     int failed = iso == NULL || PyDict_SetItem(result, s_id_column, ident) < 0 ||
                  PyDict_SetItem(result, s_ts_column, iso) < 0 || PyDict_SetItem(result, s_request_column, request) < 0;
@@ -1094,7 +1194,6 @@ done:
     Py_XDECREF(pairing);
     Py_XDECREF(stamp);
     Py_XDECREF(prefix);
-    Py_XDECREF(start);
     Py_XDECREF(row);
     Py_XDECREF(chunk);
     return result;
@@ -1569,11 +1668,9 @@ PyInit__hotpath(void)
         intern(&s_id_column, "$aml_dc_correlation_id") || intern(&s_ts_column, "$aml_dc_scoring_timestamp") ||
         intern(&s_request_column, "$aml_request_id"))
         return NULL;
-    if (intern(&s_fast_path, "_fast_path") || intern(&s_model, "model") || intern(&s_taken, "taken") ||
-        intern(&s_opened, "opened") || intern(&s_count, "count") || intern(&s_stamp, "stamp") ||
-        intern(&s_rows, "rows"))
+    if (intern(&s_fast_path, "_fast_path") || intern(&s_rows, "rows"))
         return NULL;
-    if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 || PyType_Ready(&BlockType) < 0 ||
+    if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 || PyType_Ready(&BlockType) < 0 || PyType_Ready(&CounterType) < 0 ||
         PyType_Ready(&CollectMethodType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
@@ -1582,6 +1679,7 @@ PyInit__hotpath(void)
     if (PyModule_AddObjectRef(m, "OpenCorrelation", (PyObject *)&OpenCorrelationType) < 0 ||
         PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0 ||
         PyModule_AddObjectRef(m, "Block", (PyObject *)&BlockType) < 0 ||
+        PyModule_AddObjectRef(m, "Counter", (PyObject *)&CounterType) < 0 ||
         PyModule_AddObjectRef(m, "CollectMethod", (PyObject *)&CollectMethodType) < 0) {
         Py_DECREF(m);
         return NULL;

@@ -214,6 +214,9 @@ format_ids(PyObject *self, PyObject *args)
     if (offsets == NULL || data == NULL)
         goto done;
     char *out = PyBytes_AS_STRING(data), *off = PyBytes_AS_STRING(offsets);
+    /* The new buffers are ours and the counters' export keeps them in place: other threads
+     * (collect() on the scoring path) may run meanwhile. */
+    Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i <= n; i++) {
         int32_t o = (int32_t)(i * width);
         memcpy(off + i * 4, &o, 4);
@@ -225,6 +228,7 @@ format_ids(PyObject *self, PyObject *args)
         for (int k = 0; k < HEX_DIGITS; k++)
             out[plen + k] = hex[(c >> (4 * (HEX_DIGITS - 1 - k))) & 15];
     }
+    Py_END_ALLOW_THREADS
     result = PyTuple_Pack(2, offsets, data);
 done:
     Py_XDECREF(offsets);

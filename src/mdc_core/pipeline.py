@@ -131,7 +131,8 @@ class Pipeline(SpoolReplay):
         self._inbox: collections.deque[tuple[Route, Taken, Stamp, int, int]] = collections.deque()
         self._inbox_bytes = 0
         """What collect() appended without the lock: route, rows, stamp, size, unpaired rows."""
-        self._row_ids = itertools.count()  # ids of single rows: the lower half of the counter space
+        # ids of single rows: the lower half of the counter space (a Counter the C path reads directly)
+        self._row_ids = itertools.count() if _hotpath is None else _hotpath.Counter()
         self._id_lock = threading.Lock()
         # chunks of formats that seal larger, longer batches (Parquet)
         self._holder = Holder(resolve=self._route_by_key.__getitem__)
