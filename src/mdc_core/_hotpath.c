@@ -225,15 +225,22 @@ block_make(Py_ssize_t width, Py_ssize_t capacity, PyObject *prefix)
     self->unpaired = 0;
     self->sealed = 0;
     self->prefix = Py_NewRef(prefix);
-    self->values = PyMem_Malloc(sizeof(double) * width * capacity);
-    self->counters = PyMem_Malloc(sizeof(int64_t) * capacity);
-    self->times = PyMem_Malloc(sizeof(int64_t) * capacity);
-    self->requests = PyMem_Malloc(sizeof(PyObject *) * capacity);
-    if (self->values == NULL || self->counters == NULL || self->times == NULL || self->requests == NULL) {
+    /* One allocation, every page touched now: the first write to a fresh page faults (~1 us),
+     * and doing that here, in the call that makes the block, keeps it out of the calls that
+     * fill it (one call in a hundred paid for a page before). */
+    size_t bytes = (sizeof(double) * width + 2 * sizeof(int64_t) + sizeof(PyObject *)) * capacity;
+    char *memory = PyMem_Malloc(bytes);
+    if (memory == NULL) {
+        self->values = NULL;
+        self->requests = NULL;
         Py_DECREF(self);
-        PyErr_NoMemory();
-        return NULL;
+        return (Block *)PyErr_NoMemory();
     }
+    memset(memory, 0, bytes);
+    self->values = (double *)memory;
+    self->counters = (int64_t *)(memory + sizeof(double) * width * capacity);
+    self->times = self->counters + capacity;
+    self->requests = (PyObject **)(self->times + capacity);
     return self;
 }
 
@@ -265,10 +272,7 @@ block_dealloc(Block *self)
     if (self->requests != NULL)
         for (Py_ssize_t i = 0; i < self->rows; i++)
             Py_DECREF(self->requests[i]);
-    PyMem_Free(self->values);
-    PyMem_Free(self->counters);
-    PyMem_Free(self->times);
-    PyMem_Free(self->requests);
+    PyMem_Free(self->values); /* the one allocation, arrays included */
     Py_XDECREF(self->prefix);
     PyObject_Free(self);
 }
