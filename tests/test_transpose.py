@@ -247,7 +247,9 @@ def test_multi_row_calls() -> None:
     stamps = [stamp(0), stamp(10, step=0), stamp(20, request="r")]
     table, spy = both(cols(2), takens, stamps)
     assert table.num_rows == 5
-    assert "stamp_columns" not in spy.returned  # several rows per call: Python expands them
+    assert spy.returned["stamp_columns"][0] is not None  # expanded by C, rows per stamp given
+    assert table.column(AML_COLUMNS[0]).to_pylist() == [format_id(PREFIX, c, "") for c in (0, 1, 10, 20, 21)]
+    assert table.column(AML_COLUMNS[-1]).to_pylist() == [NO_REQUEST_ID] * 3 + ["r"] * 2
     mixed = [(1.0, 2.0), take([[3.0, 4.0], [5.0, 6.0]], 2), (7.0, 8.0)]
     table, _ = both(cols(2), mixed, [stamp(0), stamp(1), stamp(2)])
     assert table.num_rows == 4
@@ -356,6 +358,24 @@ def test_stamp_columns() -> None:
     assert T.stamp_columns([stamp(0, request=None)] * 2)[3] == [None, None]
 
 
+def test_stamp_columns_expands_calls_of_several_rows() -> None:
+    """counts[i] rows for stamps[i]: ids stepping by the stamp's step (0: one id), the call's time
+    and request id on each row; the shared request id only if every call has it."""
+    stamps = [stamp(5, ts=7), stamp(100, step=0, ts=8), stamp(2**48 - 1, ts=9)]
+    prefix, counters, times, requests = T.stamp_columns(stamps, [3, 2, 2])
+    assert prefix == PREFIX and requests is NO_REQUEST_ID
+    assert struct.unpack("=7Q", counters) == (5, 6, 7, 100, 100, 2**48 - 1, 0)  # 48 bits, wrapped
+    assert struct.unpack("=7q", times) == (7, 7, 7, 8, 8, 9, 9)
+    mixed = T.stamp_columns([stamp(0), stamp(1, request="r"), stamp(2)], [2, 1, 0])
+    assert mixed[3] == [NO_REQUEST_ID, NO_REQUEST_ID, "r"]
+    assert T.stamp_columns([stamp(0)], [0]) is None  # no rows: Python makes the empty columns
+    assert T.stamp_columns([stamp(0, step=-1)], [2]) is None
+    with pytest.raises(ValueError, match="one count per stamp"):
+        T.stamp_columns([stamp(0)], [1, 2])
+    with pytest.raises(ValueError, match="not negative"):
+        T.stamp_columns([stamp(0)], [-1])
+
+
 @pytest.mark.parametrize(
     "stamps",
     [
@@ -415,6 +435,8 @@ def test_no_references_leak() -> None:
         T.stamp_columns([stamp(0, prefix=prefix, request=request)] * 3)
         T.stamp_columns([stamp(0, prefix=prefix, request=request), stamp(1, prefix=prefix, user="u")])
         T.stamp_columns([stamp(0, prefix=prefix, request=request), stamp(1, prefix=prefix, request="r")])
+        T.stamp_columns([stamp(0, prefix=prefix, request=request), stamp(1, prefix=prefix, request="r")], [3, 2])
+        T.stamp_columns([stamp(0, prefix=prefix, request=request)] * 2, [4, 1])
         T.float_columns([row, row], 3)
         with pytest.raises(ValueError):
             T.float_columns([row, row[:1]], 3)

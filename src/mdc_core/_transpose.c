@@ -109,24 +109,51 @@ done:
 /* A stamp as collect() queues it: (prefix, start, step, user, ts_us, request_id). */
 enum { S_PREFIX, S_START, S_STEP, S_USER, S_TS, S_REQUEST, S_LEN };
 
-/* stamp_columns(stamps) -> (prefix, counters, ts_us, request_ids | request_id) | None. */
+/* stamp_columns(stamps, counts=None) -> (prefix, counters, ts_us, request_ids | request_id) | None
+ *
+ * One row per stamp, or counts[i] rows for stamps[i] (ids start, start + step, ...; the call's
+ * time and request id on each of its rows). None when the stamps do not share one prefix, carry
+ * a user id, or hold values that are not plain ints: the Python path formats those. */
 static PyObject *
-stamp_columns(PyObject *self, PyObject *stamps)
+stamp_columns(PyObject *self, PyObject *args)
 {
-    PyObject *seq, *prefix = NULL, *shared, *counters = NULL, *times = NULL, *requests = NULL;
+    PyObject *stamps, *count_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:stamp_columns", &stamps, &count_arg))
+        return NULL;
+    PyObject *seq, *counts = NULL, *prefix = NULL, *shared, *counters = NULL, *times = NULL, *requests = NULL;
     PyObject *result = NULL;
     seq = PySequence_Fast(stamps, "stamps must be a sequence");
     if (seq == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), total = n;
+    if (count_arg != Py_None) {
+        counts = PySequence_Fast(count_arg, "counts must be a sequence");
+        if (counts == NULL)
+            goto done;
+        if (PySequence_Fast_GET_SIZE(counts) != n) {
+            PyErr_SetString(PyExc_ValueError, "one count per stamp");
+            goto done;
+        }
+        total = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_ssize_t rows = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(counts, i));
+            if (rows == -1 && PyErr_Occurred())
+                goto done;
+            if (rows < 0 || rows > PY_SSIZE_T_MAX / 8 - total) {
+                PyErr_SetString(PyExc_ValueError, "counts must be rows, not negative");
+                goto done;
+            }
+            total += rows;
+        }
+    }
     /* No stamps: no prefix, and Python's path makes an empty array of the right type. */
-    if (n == 0 || n > PY_SSIZE_T_MAX / 8)
+    if (n == 0 || total == 0 || total > PY_SSIZE_T_MAX / 8)
         goto fallback;
     /* Allocate before borrowing items: a list allocation may run the garbage collector, and a
      * finalizer could change the list of stamps (it did if the length moved). */
-    counters = PyBytes_FromStringAndSize(NULL, n * 8);
-    times = PyBytes_FromStringAndSize(NULL, n * 8);
-    requests = PyList_New(n);
+    counters = PyBytes_FromStringAndSize(NULL, total * 8);
+    times = PyBytes_FromStringAndSize(NULL, total * 8);
+    requests = PyList_New(total);
     if (counters == NULL || times == NULL || requests == NULL)
         goto done;
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -142,18 +169,20 @@ stamp_columns(PyObject *self, PyObject *stamps)
     shared = PyTuple_GET_ITEM(items[0], S_REQUEST);
     if (!PyUnicode_CheckExact(shared))
         shared = NULL;
+    Py_ssize_t row = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *stamp = items[i];
         if (!PyTuple_Check(stamp) || PyTuple_GET_SIZE(stamp) != S_LEN)
             goto fallback;
         PyObject *p = PyTuple_GET_ITEM(stamp, S_PREFIX), *user = PyTuple_GET_ITEM(stamp, S_USER);
         PyObject *start = PyTuple_GET_ITEM(stamp, S_START), *ts = PyTuple_GET_ITEM(stamp, S_TS);
+        PyObject *step_obj = PyTuple_GET_ITEM(stamp, S_STEP);
         /* Both exact str, so the comparison cannot fail. */
         if (p != prefix && !(PyUnicode_CheckExact(p) && PyUnicode_Compare(p, prefix) == 0))
             goto fallback;
         if (!PyUnicode_Check(user) || PyUnicode_GET_LENGTH(user) != 0)
             goto fallback; /* a user correlation id: each id is formatted on its own */
-        if (!PyLong_CheckExact(start) || !PyLong_CheckExact(ts))
+        if (!PyLong_CheckExact(start) || !PyLong_CheckExact(ts) || !PyLong_CheckExact(step_obj))
             goto fallback;
         /* Exact ints fail only by overflow (a negative counter too): out of range values are for
          * the Python path to refuse, or not, its own way. */
@@ -166,14 +195,26 @@ stamp_columns(PyObject *self, PyObject *stamps)
         int64_t t = PyLong_AsLongLongAndOverflow(ts, &overflow);
         if (overflow)
             goto fallback;
-        c &= ID_MASK;
-        memcpy(PyBytes_AS_STRING(counters) + i * 8, &c, 8);
-        memcpy(PyBytes_AS_STRING(times) + i * 8, &t, 8);
+        long long step = PyLong_AsLongLongAndOverflow(step_obj, &overflow);
+        if (overflow || step < 0)
+            goto fallback;
+        Py_ssize_t rows = counts == NULL ? 1 : PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(counts, i));
         PyObject *request = PyTuple_GET_ITEM(stamp, S_REQUEST);
-        if (request != shared)
+        if (shared != NULL && request != shared) {
+            /* the first other request id: the rows so far all had the shared one */
+            for (Py_ssize_t r = 0; r < row; r++)
+                PyList_SET_ITEM(requests, r, Py_NewRef(shared));
             shared = NULL;
-        PyList_SET_ITEM(requests, i, Py_NewRef(request));
+        }
+        for (Py_ssize_t k = 0; k < rows; k++, row++) {
+            uint64_t id = (c + (uint64_t)k * (uint64_t)step) & ID_MASK;
+            memcpy(PyBytes_AS_STRING(counters) + row * 8, &id, 8);
+            memcpy(PyBytes_AS_STRING(times) + row * 8, &t, 8);
+            if (shared == NULL)
+                PyList_SET_ITEM(requests, row, Py_NewRef(request));
+        }
     }
+    /* with one shared request id the list was left unfilled (its NULLs are freed as such) */
     result = PyTuple_Pack(4, prefix, counters, times, shared ? shared : requests);
     goto done;
 fallback:
@@ -183,6 +224,7 @@ done:
     Py_XDECREF(counters);
     Py_XDECREF(times);
     Py_XDECREF(requests);
+    Py_XDECREF(counts);
     Py_DECREF(seq);
     return result;
 }
@@ -241,8 +283,8 @@ static PyMethodDef methods[] = {
     {"all_tuples", all_tuples, METH_O, "all_tuples(items): whether every item is exactly a tuple."},
     {"float_columns", float_columns, METH_VARARGS,
      "float_columns(rows, width): per column, float64 bytes if every value is a float, else None."},
-    {"stamp_columns", stamp_columns, METH_O,
-     "stamp_columns(stamps): (prefix, counters, ts_us, request_ids or the one shared id) or None."},
+    {"stamp_columns", stamp_columns, METH_VARARGS,
+     "stamp_columns(stamps, counts=None): (prefix, counters, ts_us, request_ids or the one shared id) or None."},
     {"format_ids", format_ids, METH_VARARGS,
      "format_ids(prefix, counters): (offsets, data) of prefix + 12 hex digits per uint64 counter."},
     {NULL, NULL, 0, NULL},

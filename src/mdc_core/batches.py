@@ -356,7 +356,7 @@ def _stamped(deployment: Deployment, counts: Sequence[int], stamps: Sequence[Sta
     built column by column: for single-row calls the stamps transposed are the columns, so ten
     thousand calls cost a ``zip``, not ten thousand small arrays."""
     total = sum(counts)
-    fast = _compiled_stamp_columns(stamps) if total == len(counts) else None
+    fast = _compiled_stamp_columns(stamps, None if total == len(counts) else counts, total)
     ids, timestamps, requests = fast or _stamp_columns(counts, stamps, total)
     return _aml_table(deployment, ids, timestamps, requests, total)
 
@@ -407,17 +407,19 @@ def _repeated_request(request_id: str, n: int) -> pa.Array | pa.ChunkedArray:
     return pa.repeat(pa.scalar(request_id, pa.string()), n)
 
 
-def _compiled_stamp_columns(stamps: Sequence[Stamp]) -> tuple[pa.Array, pa.Array, pa.Array] | None:
-    """``_stamp_columns`` of single-row calls by C loops, when they share one prefix and no
-    user id (the usual batch); None otherwise, or without the compiled module."""
+def _compiled_stamp_columns(
+    stamps: Sequence[Stamp], counts: Sequence[int] | None, n: int
+) -> tuple[pa.Array, pa.Array, pa.Array] | None:
+    """``_stamp_columns`` by C loops (``counts``: rows per stamp, None for one each), when the
+    stamps share one prefix and no user id (the usual batch); None otherwise, or without the
+    compiled module."""
     if _transpose is None:
         return None
-    columns = _transpose.stamp_columns(stamps)
+    columns = _transpose.stamp_columns(stamps, counts)
     if columns is None:
         return None
     prefix, counters, times, requests = columns
     offsets, text = _transpose.format_ids(prefix, counters)
-    n = len(stamps)
     ids = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
     timestamps = pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(times)])
     if type(requests) is str:  # one request id for every row (the rows outside any request)
