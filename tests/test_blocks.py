@@ -181,3 +181,41 @@ def test_a_forked_child_does_not_add_to_its_parents_open_block(tmp_path) -> None
     rows = [r for p in data_files(tmp_path / "store") for r in read_csv(p)]
     assert sorted(float(r["x"]) for r in rows) == [*map(float, range(8)), 100.0, 101.0, 102.0]
     assert len({r[ID] for r in rows}) == 11
+
+
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
+def test_the_memory_bound_holds_with_blocks_and_every_row_is_accounted_for(tmp_path, policy) -> None:
+    """A bound large enough for blocks (8 MiB: ~29 rows each, ~250,000 rows in all), a stalled
+    sink: blocks stop at the bound, the policy decides, and written + dropped is every row."""
+    from test_buffer_bound import GatedBackend, stall, written
+
+    pipeline = pipeline_module.get_pipeline()
+    saved = pipeline.max_bytes, pipeline.on_full
+    dc = ModelDataCollector("m", designation="inputs", feature_names=["i"], storage=tmp_path)
+    backend = GatedBackend(str(tmp_path))
+    dc._route.sink.backend = backend
+    pipeline.max_bytes, pipeline.on_full = 8 << 20, policy
+    try:
+        stall(dc, backend)
+        blocks = 0
+        for i in range(400_000):
+            dc.collect([float(i)])
+            if i % 20_000 == 0:
+                with pipeline.lock:
+                    blocks += sum(type(chunk[1]) is COMPILED.Block for chunk in pipeline._inbox)
+                    pipeline._absorb()
+                    assert pipeline._buffered_bytes <= pipeline.max_bytes
+        stats = dc.stats()
+        assert blocks > 0 and stats["dropped"]["buffer_full"] > 0  # blocks were used; the bound was hit
+    finally:
+        backend.gate.set()
+        flushed = dc.flush(timeout=60)
+        pipeline.max_bytes, pipeline.on_full = saved
+    assert flushed
+    stats, got = dc.stats(), written(tmp_path)
+    assert stats["written"] == len(got) and stats["written"] + stats["dropped"]["buffer_full"] == 400_001
+    kept = [int(v) for v in got[1:]]  # after the stalling row
+    if policy == "drop_newest":
+        assert kept == list(range(len(kept)))  # the first rows, in order
+    else:
+        assert kept == sorted(kept) and kept[-1] == 399_999  # the latest rows are kept

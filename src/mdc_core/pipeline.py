@@ -1,7 +1,9 @@
 """The process's one pipeline: ``collect()`` appends to it, a background flusher writes it out.
 
 The shape is OpenTelemetry's batch processor: the caller stamps its rows, appends them to an
-inbox (``deque.append``, no lock while the buffer is well below its bound) and returns; a daemon
+inbox (``deque.append``, no lock while the buffer is well below its bound; the compiled
+``collect()`` appends single float rows to its collector's open ``Block``, one inbox chunk of
+many rows kept as C arrays) and returns; a daemon
 thread, started on first use, wakes on an interval or when enough rows wait, numbers and drains
 them, and does all conversion and I/O, catching every error. ``flush()`` numbers what is in the
 inbox and waits on sequence numbers, so it returns exactly when everything collected before it
@@ -94,9 +96,10 @@ class Route:
 
 
 Chunk = tuple[int, Any, Stamp, int, int]
-"""What one collect() queued: route key, rows (``shapes.queued``), stamp, estimated bytes,
-sequence number: for a single row, plain values two levels deep, which the garbage collector
-stops tracking before promoting them."""
+"""What one collect() queued: route key, rows (``shapes.queued``, or a ``_hotpath.Block`` of
+single float rows, whose stamp is its first row's), stamp, estimated bytes, sequence number:
+for a single row, plain values two levels deep, which the garbage collector stops tracking
+before promoting them."""
 
 
 class Pipeline(SpoolReplay):
@@ -264,7 +267,8 @@ class Pipeline(SpoolReplay):
 
     def _absorb(self) -> None:
         """Number and count the chunks ``collect()`` left in the inbox, and queue them (called
-        holding the lock; ``collect()`` appends without it, this is the only consumer)."""
+        holding the lock; ``collect()`` appends without it, this is the only consumer). A block
+        is sealed as it is counted: its collector starts a new one for its next row."""
         inbox = self._inbox
         if not inbox:
             return
