@@ -1008,6 +1008,7 @@ fast_path_take_row(FastPath *self, PyObject *data)
             PyErr_SetString(PyExc_AttributeError, "Pipeline has no _inbox");
         goto done;
     }
+    Py_INCREF(inbox); /* held: Python code may run before the append */
     if (!(kind == 1 && block_open(self, inbox))) {
         long long buffered, inbox_bytes, fast_limit;
         if (state_int(self, s_small_chunk, &small) || state_int(self, s_buffered, &buffered) ||
@@ -1236,6 +1237,7 @@ fast_path_take_row(FastPath *self, PyObject *data)
         }
     }
 done:
+    Py_XDECREF(inbox);
     Py_XDECREF(scope);
     Py_XDECREF(request_id);
     Py_XDECREF(pairing);
