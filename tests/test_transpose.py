@@ -455,3 +455,79 @@ def test_pure_python_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_stamp_layout_is_the_one_the_c_code_reads() -> None:
     """_transpose.c reads stamps as six fields in Stamp's order."""
     assert batches.Stamp._fields == ("prefix", "start", "step", "user", "ts_us", "request_id")
+
+
+# --- the CSV format's C loops: ISO text of timestamps, and the NaN check ------------------------
+
+LOW_US, HIGH_US = -30_610_224_000 * 10**6, 253_402_300_800 * 10**6  # 1000-01-01, 10000-01-01
+
+
+def csv_text(table: pa.Table, compiled_loops: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    from mdc_formats import csv as csv_format
+
+    monkeypatch.setattr(csv_format, "_transpose", T if compiled_loops else None)
+    encoded = csv_format.CsvFormat().encode(table)
+    return encoded.header + encoded.body
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=LOW_US, max_value=HIGH_US - 1), min_size=1, max_size=50))
+def test_iso_text_is_the_text_arrow_gives(values: list[int]) -> None:
+    """The C loop against the Python path's kernels, on any microsecond in years 1000-9999."""
+    from mdc_formats import csv as csv_format
+
+    column = pa.chunked_array([pa.array(values, pa.timestamp("us", tz="UTC"))])
+    fast = csv_format._compiled_iso(column)
+    saved, csv_format._transpose = csv_format._transpose, None
+    try:
+        pure = csv_format._iso(column)
+    finally:
+        csv_format._transpose = saved
+    assert fast is not None and fast.to_pylist() == pure.to_pylist()
+
+
+def test_iso_text_edges_and_what_it_leaves_to_arrow() -> None:
+    from mdc_formats import csv as csv_format
+
+    edges = [0, -1, LOW_US, HIGH_US - 1, 951_782_400_000_000, 1_700_000_000_123_456, -86_400_000_001]
+    offsets, data = T.iso_text(struct.pack(f"={len(edges)}q", *edges), 0, len(edges))
+    text = pa.StringArray.from_buffers(len(edges), pa.py_buffer(offsets), pa.py_buffer(data)).to_pylist()
+    assert text == ["1970-01-01T00:00:00.000000", "1969-12-31T23:59:59.999999", "1000-01-01T00:00:00.000000",
+                    "9999-12-31T23:59:59.999999", "2000-02-29T00:00:00.000000", "2023-11-14T22:13:20.123456",
+                    "1969-12-30T23:59:59.999999"]
+    assert T.iso_text(struct.pack("=2q", 0, HIGH_US), 0, 2) is None  # year 10000: Arrow's path
+    assert T.iso_text(struct.pack("=q", LOW_US - 1), 0, 1) is None
+    assert T.iso_text(struct.pack("=3q", 5, 6, 7), 1, 2)[1].endswith(b"00.000006" + b"1970-01-01T00:00:00.000007")
+    with pytest.raises(ValueError):
+        T.iso_text(struct.pack("=2q", 5, 6), 1, 2)  # past the end
+    sliced = pa.chunked_array([pa.array([10, 20, 30], pa.timestamp("us")).slice(1, 2)])
+    assert csv_format._compiled_iso(sliced).to_pylist() == ["1970-01-01T00:00:00.000020", "1970-01-01T00:00:00.000030"]
+    for other in (pa.array([1], pa.timestamp("ms")), pa.array([1], pa.timestamp("us", tz="Europe/Paris")),
+                  pa.array([1, None], pa.timestamp("us"))):
+        assert csv_format._compiled_iso(pa.chunked_array([other])) is None  # Arrow's kernels, as before
+
+
+def test_has_nan() -> None:
+    values = struct.pack("=4d", 1.0, math.nan, -0.0, math.inf)
+    assert T.has_nan(values, 0, 4) and T.has_nan(values, 1, 1)
+    assert not T.has_nan(values, 2, 2) and not T.has_nan(values, 0, 0)
+    with pytest.raises(ValueError):
+        T.has_nan(values, 3, 2)
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_csv_text_is_the_same_with_and_without_the_c_loops(with_nan: bool, monkeypatch) -> None:
+    """Whole CSV bodies, byte for byte: floats with and without NaN (and nulls), sliced chunks,
+    the scoring timestamp, a feature timestamp in another zone, and a batch spanning two days."""
+    times = [TS + i * 7_000_001 for i in range(20)] + [TS + 86_400_000_000]
+    n = len(times)
+    floats = pa.chunked_array([pa.array([0.5 * i for i in range(n + 3)]).slice(3, n)])
+    if with_nan:
+        floats = pa.chunked_array([pa.array([math.nan, None] + [1.5] * (n - 2))])
+    table = pa.table({
+        "f": floats,
+        "g": pa.array([float(i) for i in range(n)], pa.float32()),
+        "local": pa.array(times, pa.timestamp("us", tz="Europe/Paris")),
+        AML_COLUMNS[1]: pa.array(times, pa.timestamp("us", tz="UTC")),
+    })
+    assert csv_text(table, True, monkeypatch) == csv_text(table, False, monkeypatch)

@@ -256,9 +256,8 @@ format_ids(PyObject *self, PyObject *args)
     if (offsets == NULL || data == NULL)
         goto done;
     char *out = PyBytes_AS_STRING(data), *off = PyBytes_AS_STRING(offsets);
-    /* The new buffers are ours and the counters' export keeps them in place: other threads
-     * (collect() on the scoring path) may run meanwhile. */
-    Py_BEGIN_ALLOW_THREADS
+    /* The GIL is kept: ~7 ns a row, and a flusher that releases it waits for it up to the switch
+     * interval (5 ms) while scoring threads run (benchmarks/flusher_gil.py). */
     for (Py_ssize_t i = 0; i <= n; i++) {
         int32_t o = (int32_t)(i * width);
         memcpy(off + i * 4, &o, 4);
@@ -270,7 +269,6 @@ format_ids(PyObject *self, PyObject *args)
         for (int k = 0; k < HEX_DIGITS; k++)
             out[plen + k] = hex[(c >> (4 * (HEX_DIGITS - 1 - k))) & 15];
     }
-    Py_END_ALLOW_THREADS
     result = PyTuple_Pack(2, offsets, data);
 done:
     Py_XDECREF(offsets);
@@ -279,7 +277,140 @@ done:
     return result;
 }
 
+/* Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's civil_from_days,
+ * the algorithm of the date library Arrow formats timestamps with). */
+static void
+civil_from_days(int64_t z, int64_t *year, unsigned *month, unsigned *day)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *day = doy - (153 * mp + 2) / 5 + 1;
+    *month = mp < 10 ? mp + 3 : mp - 9;
+    *year = (int64_t)yoe + era * 400 + (*month <= 2);
+}
+
+#define ISO_WIDTH 26 /* 2026-11-25T01:02:03.123456 */
+#define ISO_LOW (-30610224000LL)   /* 1000-01-01T00:00:00, in seconds */
+#define ISO_HIGH (253402300800LL)  /* 10000-01-01T00:00:00 */
+
+static void
+put_digits(char *out, int64_t value, int width)
+{
+    for (int i = width - 1; i >= 0; i--, value /= 10)
+        out[i] = (char)('0' + value % 10);
+}
+
+/* iso_text(values, offset, length) -> (offsets, data) | None
+ *
+ * The buffers of an Arrow string array of int64 microseconds since the epoch (an Arrow timestamp
+ * array's data buffer, from element offset, length of them) as "2026-11-25T01:02:03.123456", UTC:
+ * what strftime("%Y-%m-%dT%H:%M:%S") and six digits of microseconds give. None when a value is
+ * outside the years 1000-9999, which the Python path formats. The GIL is kept: ~20 ns a row, where
+ * Arrow's kernels release it several times per batch and a flusher waits for it each time. */
+static PyObject *
+iso_text(PyObject *self, PyObject *args)
+{
+    Py_buffer values;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*nn:iso_text", &values, &offset, &length))
+        return NULL;
+    PyObject *offsets = NULL, *data = NULL, *result = NULL;
+    if (offset < 0 || length < 0 || length > INT32_MAX / ISO_WIDTH - 1 ||
+        (offset + length) > values.len / (Py_ssize_t)sizeof(int64_t)) {
+        PyErr_SetString(PyExc_ValueError, "offset and length must lie within the int64 values");
+        goto done;
+    }
+    offsets = PyBytes_FromStringAndSize(NULL, (length + 1) * 4);
+    data = PyBytes_FromStringAndSize(NULL, length * ISO_WIDTH);
+    if (offsets == NULL || data == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(data), *off = PyBytes_AS_STRING(offsets);
+    const char *in = (const char *)values.buf + offset * (Py_ssize_t)sizeof(int64_t);
+    int64_t cached = INT64_MIN; /* the second last formatted: rows of a batch share most seconds */
+    char head[20];
+    for (Py_ssize_t i = 0; i < length; i++, out += ISO_WIDTH) {
+        int64_t us;
+        memcpy(&us, in + i * 8, 8);
+        int64_t seconds = us / 1000000, micros = us % 1000000;
+        if (micros < 0) {
+            micros += 1000000;
+            seconds -= 1;
+        }
+        if (seconds < ISO_LOW || seconds >= ISO_HIGH) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (seconds != cached) {
+            int64_t days = seconds / 86400, rest = seconds % 86400;
+            if (rest < 0) {
+                rest += 86400;
+                days -= 1;
+            }
+            int64_t year;
+            unsigned month, day;
+            civil_from_days(days, &year, &month, &day);
+            put_digits(head, year, 4);
+            head[4] = '-';
+            put_digits(head + 5, month, 2);
+            head[7] = '-';
+            put_digits(head + 8, day, 2);
+            head[10] = 'T';
+            put_digits(head + 11, rest / 3600, 2);
+            head[13] = ':';
+            put_digits(head + 14, rest / 60 % 60, 2);
+            head[16] = ':';
+            put_digits(head + 17, rest % 60, 2);
+            head[19] = '.';
+            cached = seconds;
+        }
+        memcpy(out, head, 20);
+        put_digits(out + 20, micros, 6);
+    }
+    for (Py_ssize_t i = 0; i <= length; i++) {
+        int32_t o = (int32_t)(i * ISO_WIDTH);
+        memcpy(off + i * 4, &o, 4);
+    }
+    result = PyTuple_Pack(2, offsets, data);
+done:
+    Py_XDECREF(offsets);
+    Py_XDECREF(data);
+    PyBuffer_Release(&values);
+    return result;
+}
+
+/* has_nan(values, offset, length) -> bool: whether any of length float64 values from element
+ * offset is a NaN (null slots count too: the caller then takes Arrow's path, as it would). */
+static PyObject *
+has_nan(PyObject *self, PyObject *args)
+{
+    Py_buffer values;
+    Py_ssize_t offset, length;
+    if (!PyArg_ParseTuple(args, "y*nn:has_nan", &values, &offset, &length))
+        return NULL;
+    if (offset < 0 || length < 0 || (offset + length) > values.len / (Py_ssize_t)sizeof(double)) {
+        PyBuffer_Release(&values);
+        PyErr_SetString(PyExc_ValueError, "offset and length must lie within the float64 values");
+        return NULL;
+    }
+    const char *in = (const char *)values.buf + offset * (Py_ssize_t)sizeof(double);
+    int found = 0;
+    for (Py_ssize_t i = 0; i < length && !found; i++) {
+        double x;
+        memcpy(&x, in + i * 8, 8);
+        found = x != x;
+    }
+    PyBuffer_Release(&values);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
+    {"iso_text", iso_text, METH_VARARGS,
+     "iso_text(values, offset, length): (offsets, data) of ISO-8601 UTC text of int64 microseconds, or None."},
+    {"has_nan", has_nan, METH_VARARGS, "has_nan(values, offset, length): whether a float64 value is NaN."},
     {"all_tuples", all_tuples, METH_O, "all_tuples(items): whether every item is exactly a tuple."},
     {"float_columns", float_columns, METH_VARARGS,
      "float_columns(rows, width): per column, float64 bytes if every value is a float, else None."},

@@ -80,6 +80,12 @@ def partitions(table: pa.Table, boundary: str) -> Iterator[tuple[int, pa.Table]]
     if table.num_rows == 0:
         return
     period = _PERIOD_US[boundary]
+    # One kernel call for the usual batch, all of one period (each call releases the GIL, and a
+    # flusher waits for it up to the switch interval while scoring threads run).
+    low, high = (max(v.value, 0) for v in pc.min_max(table.column(AML_TIMESTAMP)).values())
+    if low // period == high // period:
+        yield low // period * period // 1_000_000, table
+        return
     micros = pc.cast(table.column(AML_TIMESTAMP), pa.int64())
     if pc.min(micros).as_py() < 0:
         micros = pc.max_element_wise(micros, 0)  # before 1970: filed under 1970-01-01

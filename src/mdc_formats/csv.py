@@ -18,11 +18,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from mdc_core import Encoded, FormatPlugin, hookimpl
+from mdc_core import Encoded, FormatPlugin, compiled, hookimpl
 
 SCORING_TIMESTAMP = "$aml_dc_scoring_timestamp"
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%S"  # Arrow's %S adds the fraction: six digits for microseconds
 FORMULA = r"^[=+\-@\t\r]"
+# C loops for the common columns (timestamps in UTC, floats without NaN), or None: Arrow's kernels.
+# They keep the GIL: each kernel call releases it, and a flusher that released it waits for it up
+# to the switch interval (5 ms) while scoring threads run (benchmarks/flusher_gil.py).
+_transpose = compiled.load("_transpose")
 
 
 def _write_options() -> pacsv.WriteOptions:
@@ -48,9 +52,9 @@ class CsvFormat:
     def encode(self, table: pa.Table) -> Encoded:
         header = io.StringIO()
         csv.writer(header, lineterminator="\n").writerow(table.column_names)
-        body = io.BytesIO()
+        body = pa.BufferOutputStream()  # Arrow's own sink: no call back into Python (and the GIL) per chunk
         pacsv.write_csv(_printable(table, self.formula_guard), body, self._write_options)
-        return Encoded(header.getvalue().encode("utf-8"), body.getvalue())
+        return Encoded(header.getvalue().encode("utf-8"), body.getvalue().to_pybytes())
 
     def compact(self, parts: Sequence[bytes]) -> list[Encoded]:
         """Merge whole CSV files: one output per distinct header, records in scoring-time order.
@@ -94,7 +98,11 @@ def _iso(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """ISO text of timestamps, formatting each distinct value once (``strftime`` costs ~1.4 µs a
     value): rows of one collect() share their timestamp; rows of single-row calls have their
     own, but share the second, so the seconds are formatted once each and the six digits of
-    microseconds appended (9x faster than ``strftime`` on every value, same text)."""
+    microseconds appended (9x faster than ``strftime`` on every value, same text). Microseconds
+    in UTC without nulls, the scoring timestamp, are formatted by a C loop instead."""
+    fast = _compiled_iso(column)
+    if fast is not None:
+        return fast
     column = column.combine_chunks()
     encoded = pc.dictionary_encode(column)
     if len(encoded.dictionary) * 2 <= len(encoded):
@@ -108,6 +116,31 @@ def _iso(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.binary_join_element_wise(text, pc.utf8_lpad(pc.cast(micros, pa.string()), 6, "0"), ".")
 
 
+def _compiled_iso(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """``_iso`` of microsecond timestamps in UTC (or without a zone) and no nulls, by C; None for
+    anything else, or a year outside 1000-9999."""
+    t = column.type
+    if _transpose is None or t.unit != "us" or t.tz not in (None, "UTC") or column.null_count:
+        return None
+    texts = []
+    for chunk in column.chunks:
+        n = len(chunk)
+        found = _transpose.iso_text(chunk.buffers()[1], chunk.offset, n) if n else (b"\0\0\0\0", b"")
+        if found is None:
+            return None
+        offsets, data = found
+        texts.append(pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data)))
+    return pa.chunked_array(texts, pa.string())
+
+
+def _may_hold_nan(column: pa.ChunkedArray) -> bool:
+    """Whether a float column may hold a NaN: False only when a C pass over float64 values found none."""
+    if _transpose is None or column.type != pa.float64():
+        return True
+    chunks = [chunk for chunk in column.chunks if len(chunk)]
+    return any(_transpose.has_nan(chunk.buffers()[1], chunk.offset, len(chunk)) for chunk in chunks)
+
+
 def _printable(table: pa.Table, formula_guard: bool = False) -> pa.Table:
     """Timestamps as ISO-8601 text, NaN as empty: the forms CSV readers expect."""
     columns = []
@@ -115,7 +148,7 @@ def _printable(table: pa.Table, formula_guard: bool = False) -> pa.Table:
         t = column.type
         if pa.types.is_timestamp(t):
             column = _iso(column)
-        elif pa.types.is_floating(t):
+        elif pa.types.is_floating(t) and _may_hold_nan(column):
             column = pc.if_else(pc.is_nan(column), pa.scalar(None, t), column)
         elif formula_guard and (pa.types.is_string(t) or pa.types.is_large_string(t)):
             column = pc.replace_substring_regex(column, FORMULA, "'\\0")
