@@ -531,3 +531,15 @@ def test_csv_text_is_the_same_with_and_without_the_c_loops(with_nan: bool, monke
         AML_COLUMNS[1]: pa.array(times, pa.timestamp("us", tz="UTC")),
     })
     assert csv_text(table, True, monkeypatch) == csv_text(table, False, monkeypatch)
+
+
+def test_many_chunk_columns_reach_write_csv_joined(monkeypatch) -> None:
+    """A batch of 1-row Arrow tables has a chunk per call; write_csv takes ~80 µs a chunk, so the
+    CSV format joins them first (the NaN check no longer joins them as a side effect)."""
+    from mdc_formats import csv as csv_format
+
+    chunks = [pa.array([float(i)]) for i in range(100)]
+    times = pa.array([TS] * 100, pa.timestamp("us", tz="UTC"))
+    table = pa.table({"f": pa.chunked_array(chunks), AML_COLUMNS[1]: times})
+    assert csv_format._printable(table).column("f").num_chunks == 1
+    assert csv_text(table, True, monkeypatch) == csv_text(table, False, monkeypatch)

@@ -146,6 +146,8 @@ def _printable(table: pa.Table, formula_guard: bool = False) -> pa.Table:
     columns = []
     for column in table.columns:
         t = column.type
+        if column.num_chunks > 8:  # a batch of 1-row Arrow tables has a chunk per call: write_csv
+            column = pa.chunked_array([column.combine_chunks()], t)  # takes ~80 us a chunk
         if pa.types.is_timestamp(t):
             column = _iso(column)
         elif pa.types.is_floating(t) and _may_hold_nan(column):
