@@ -923,8 +923,7 @@ block_open(FastPath *self, PyObject *inbox)
 static Py_ssize_t
 block_capacity(FastPath *self, long long small)
 {
-    Py_ssize_t row = block_bytes(self->width, 1) - block_bytes(self->width, 0);
-    long long rows = (small - block_bytes(self->width, 0)) / row;
+    long long rows = (small - block_bytes(self->width, 0)) / (long long)block_memory_size(self->width, 1);
     if (rows > self->block_rows)
         rows = self->block_rows;
     return rows >= 16 ? (Py_ssize_t)rows : 0;

@@ -229,6 +229,23 @@ done:
     return result;
 }
 
+/* The buffers of an Arrow string array of n values of width bytes each: the offsets filled,
+ * the data to be written by the caller. -1 with an error set. */
+static int
+fixed_width_strings(Py_ssize_t n, Py_ssize_t width, PyObject **offsets, PyObject **data)
+{
+    *offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
+    *data = PyBytes_FromStringAndSize(NULL, n * width);
+    if (*offsets == NULL || *data == NULL)
+        return -1;
+    char *off = PyBytes_AS_STRING(*offsets);
+    for (Py_ssize_t i = 0; i <= n; i++) {
+        int32_t o = (int32_t)(i * width);
+        memcpy(off + i * 4, &o, 4);
+    }
+    return 0;
+}
+
 /* format_ids(prefix, counters) -> (offsets, data): the buffers of an Arrow string array. */
 static PyObject *
 format_ids(PyObject *self, PyObject *args)
@@ -251,17 +268,11 @@ format_ids(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_OverflowError, "over 2 GiB of ids: too many for one string array");
         goto done;
     }
-    offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
-    data = PyBytes_FromStringAndSize(NULL, n * width);
-    if (offsets == NULL || data == NULL)
+    if (fixed_width_strings(n, width, &offsets, &data) < 0)
         goto done;
-    char *out = PyBytes_AS_STRING(data), *off = PyBytes_AS_STRING(offsets);
+    char *out = PyBytes_AS_STRING(data);
     /* The GIL is kept: ~7 ns a row, and a flusher that releases it waits for it up to the switch
      * interval (5 ms) while scoring threads run (benchmarks/flusher_gil.py). */
-    for (Py_ssize_t i = 0; i <= n; i++) {
-        int32_t o = (int32_t)(i * width);
-        memcpy(off + i * 4, &o, 4);
-    }
     for (Py_ssize_t i = 0; i < n; i++, out += width) {
         uint64_t c;
         memcpy(&c, (const char *)counters.buf + i * 8, 8);
@@ -324,11 +335,9 @@ iso_text(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "offset and length must lie within the int64 values");
         goto done;
     }
-    offsets = PyBytes_FromStringAndSize(NULL, (length + 1) * 4);
-    data = PyBytes_FromStringAndSize(NULL, length * ISO_WIDTH);
-    if (offsets == NULL || data == NULL)
+    if (fixed_width_strings(length, ISO_WIDTH, &offsets, &data) < 0)
         goto done;
-    char *out = PyBytes_AS_STRING(data), *off = PyBytes_AS_STRING(offsets);
+    char *out = PyBytes_AS_STRING(data);
     const char *in = (const char *)values.buf + offset * (Py_ssize_t)sizeof(int64_t);
     int64_t cached = INT64_MIN; /* the second last formatted: rows of a batch share most seconds */
     char head[20];
@@ -369,10 +378,6 @@ iso_text(PyObject *self, PyObject *args)
         }
         memcpy(out, head, 20);
         put_digits(out + 20, micros, 6);
-    }
-    for (Py_ssize_t i = 0; i <= length; i++) {
-        int32_t o = (int32_t)(i * ISO_WIDTH);
-        memcpy(off + i * 4, &o, 4);
     }
     result = PyTuple_Pack(2, offsets, data);
 done:

@@ -31,7 +31,8 @@ AML_TIMESTAMP = AML_COLUMNS[1]
 # The transposition loops in C (same tables, less GIL held by the flusher), or None: pure Python.
 _transpose = compiled.load("_transpose")
 # The compiled collect() queues float rows as Blocks of columns (never made without it).
-_Block = getattr(compiled.load("_hotpath"), "Block", None)
+_hotpath = compiled.load("_hotpath")
+_Block = getattr(_hotpath, "Block", None)
 
 
 class Stamp(NamedTuple):
@@ -134,7 +135,7 @@ def _with_blocks(columns: Sequence[str], deployment: Deployment, takens: Sequenc
 
 def _blocks_table(columns: Sequence[str], deployment: Deployment, blocks: list[Any]) -> pa.Table:
     """The rows of blocks, in order: Arrow arrays over the C buffers, no value touched by Python."""
-    found = compiled.load("_hotpath").block_columns(blocks)
+    found = _hotpath.block_columns(blocks)
     if found is None:  # ids of two prefixes (renewed by a fork in between): a table per block
         return concat([_blocks_table(columns, deployment, [block]) for block in blocks])
     prefix, features, counters, times, requests = found

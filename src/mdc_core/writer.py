@@ -82,12 +82,13 @@ def partitions(table: pa.Table, boundary: str) -> Iterator[tuple[int, pa.Table]]
     period = _PERIOD_US[boundary]
     # One kernel call for the usual batch, all of one period (each call releases the GIL, and a
     # flusher waits for it up to the switch interval while scoring threads run).
-    low, high = (max(v.value, 0) for v in pc.min_max(table.column(AML_TIMESTAMP)).values())
+    first, last = (v.value for v in pc.min_max(table.column(AML_TIMESTAMP)).values())
+    low, high = max(first, 0), max(last, 0)  # before 1970: filed under 1970-01-01
     if low // period == high // period:
         yield low // period * period // 1_000_000, table
         return
     micros = pc.cast(table.column(AML_TIMESTAMP), pa.int64())
-    if pc.min(micros).as_py() < 0:
+    if first < 0:
         micros = pc.max_element_wise(micros, 0)  # before 1970: filed under 1970-01-01
     keys = pc.divide(micros, period)  # integer division: whole periods since the epoch
     unique = pc.unique(keys).to_pylist()
