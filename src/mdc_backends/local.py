@@ -20,13 +20,18 @@ import fcntl
 import hashlib
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from mdc_core import BackendError, BackendPlugin, Capability, hookimpl
+from mdc_core import BackendError, BackendPlugin, Capability, compiled, hookimpl
 
 logger = logging.getLogger("mdc.backends.local")
+
+_durable = compiled.load("_durable")
+"""The same appends and creates in C, with the GIL released once per write instead of a dozen
+times: beside scoring threads that never let go of it, each release can cost 5 ms."""
 
 
 class LocalBackend:
@@ -60,6 +65,8 @@ class LocalBackend:
     def create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         folder = os.path.dirname(path)
+        if _durable is not None:
+            return self._create_natively(path, data)
         try:
             tmp = _durable_temp(folder, data)
             try:
@@ -71,6 +78,18 @@ class LocalBackend:
                 os.unlink(tmp)
             _fsync_dir(folder)
             return True
+        except OSError as exc:
+            raise BackendError(exc.errno, f"cannot create {path}: {exc.strerror or exc}") from exc
+
+    def _create_natively(self, path: str, data: bytes) -> bool:
+        folder = os.path.dirname(path)
+        tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")  # mode 0o600, as mkstemp's
+        try:
+            try:
+                return _durable.write_new(tmp, path, (data,), 0o600, True, True)
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+                return _durable.write_new(tmp, path, (data,), 0o600, True, True)
         except OSError as exc:
             raise BackendError(exc.errno, f"cannot create {path}: {exc.strerror or exc}") from exc
 
@@ -142,6 +161,29 @@ class LocalBackend:
         return os.path.relpath(path, self.root).replace(os.sep, "/")
 
     def _append(self, path: str, header: bytes, body: bytes) -> str:
+        if _durable is None:
+            appended, cut = self._append_steps(path, header, body)
+        else:
+            try:
+                appended, cut = _durable.append_log(path, _marker_path(path), header, body)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                appended, cut = _durable.append_log(path, _marker_path(path), header, body)
+        if cut:
+            logger.warning("mdc cut %d bytes of an interrupted write from the end of %s", cut, path)
+        if appended:
+            return path
+        other = _alternative(path, header)
+        if path not in self._warned:
+            self._warned.add(path)
+            logger.warning(
+                "%s has other columns than this collector's; writing to %s instead", path, os.path.basename(other)
+            )
+        return self._append(other, header, body)
+
+    @staticmethod
+    def _append_steps(path: str, header: bytes, body: bytes) -> tuple[bool, int]:
+        """(appended, bytes cut): appended is False when the file has another header (nothing written)."""
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -150,27 +192,20 @@ class LocalBackend:
             marker = _marker_path(path)
             committed = _read_marker(marker)
             size = os.fstat(fd).st_size
+            cut = 0
             if committed is None:
                 committed = size  # a file mdc did not start: trust it as it is
                 if size == 0:
                     _write_marker(marker, 0)  # so a crash in this first append is cut off too
             if size > committed:
                 os.ftruncate(fd, committed)
-                logger.warning("mdc cut %d bytes of an interrupted write from the end of %s", size - committed, path)
+                cut = size - committed
             elif size < committed:
                 committed = size  # the marker is ahead of the data (a crash between the two fsyncs)
             if committed == 0:
                 data = header + body
             elif header and os.pread(fd, len(header), 0) != header:
-                other = _alternative(path, header)
-                if path not in self._warned:
-                    self._warned.add(path)
-                    logger.warning(
-                        "%s has other columns than this collector's; writing to %s instead",
-                        path,
-                        os.path.basename(other),
-                    )
-                return self._append(other, header, body)
+                return False, cut
             else:
                 data = body
             _write_all(fd, data, committed)
@@ -178,7 +213,7 @@ class LocalBackend:
             _write_marker(marker, committed + len(data))
             if committed == 0:
                 _fsync_dir(folder)
-            return path
+            return True, cut
         finally:
             os.close(fd)  # closing releases the lock
 

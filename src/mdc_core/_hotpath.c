@@ -17,6 +17,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#ifndef _WIN32
+#include <pthread.h>
+#endif
+
+#include "_handoff.h"
 
 /* -- OpenCorrelation: the inputs of the current request, waiting for their predictions ---- */
 
@@ -1563,12 +1568,89 @@ typedef struct {
     vectorcallfunc vectorcall;
 } CollectMethod;
 
+static mdc_handoff handoff; /* exported to _durable as the capsule HANDOFF_CAPSULE */
+
+static long long
+monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+/* A native write is done and waits for the GIL (_handoff.h): let go of it until the writer has
+ * it, or for HANDOFF_MAX_WAIT_NS at most (it may wait behind a thread that is not collecting). */
+static void
+step_aside(void)
+{
+    Py_BEGIN_ALLOW_THREADS
+    long long deadline = monotonic_ns() + HANDOFF_MAX_WAIT_NS;
+    struct timespec pause = {0, 20000};
+    while (atomic_load_explicit(&handoff.waiting, memory_order_acquire) > 0 && monotonic_ns() < deadline)
+        nanosleep(&pause, NULL);
+    Py_END_ALLOW_THREADS
+}
+
+/* with Handoff(): collect() steps aside while the block runs (the flusher's CPU work: its Arrow
+ * calls release the GIL, and each retake would otherwise wait for a scoring thread to let go). */
+typedef struct {
+    PyObject_HEAD
+} Handoff;
+
+static PyObject *
+handoff_enter(PyObject *self, PyObject *unused)
+{
+    atomic_fetch_add_explicit(&handoff.waiting, 1, memory_order_release);
+    return Py_NewRef(self);
+}
+
+static PyObject *
+handoff_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    atomic_fetch_sub_explicit(&handoff.waiting, 1, memory_order_release);
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+handoff_waiting(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(atomic_load(&handoff.waiting));
+}
+
+static PyMethodDef handoff_methods[] = {
+    {"__enter__", handoff_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))handoff_exit, METH_FASTCALL, NULL},
+    {"waiting", handoff_waiting, METH_NOARGS, "How many blocks and native writes want the GIL first now."},
+    {NULL},
+};
+
+static PyTypeObject HandoffType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mdc_core._hotpath.Handoff",
+    .tp_basicsize = sizeof(Handoff),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "with Handoff(): scoring threads in collect() let go of the GIL until the block ends. For CPU "
+              "work only, never around storage calls (a scoring thread waits at most 5 ms per call).",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = handoff_methods,
+};
+
+#ifndef _WIN32
+static void
+handoff_after_fork_child(void)
+{
+    atomic_store(&handoff.waiting, 0); /* the writers that were waiting are not in the child */
+}
+#endif
+
 static PyObject *s_fast_path;
 
 static PyObject *
 collect_method_call(CollectMethod *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (atomic_load_explicit(&handoff.waiting, memory_order_relaxed) > 0)
+        step_aside();
     if (kwnames == NULL && (nargs == 2 || nargs == 3)) {
         PyObject *user = nargs == 3 ? args[2] : NULL;
         if (user == NULL || user == Py_None || (PyUnicode_CheckExact(user) && PyUnicode_GET_LENGTH(user) == 0)) {
@@ -1719,7 +1801,7 @@ PyInit__hotpath(void)
     if (intern(&s_fast_path, "_fast_path") || intern(&s_rows, "rows"))
         return NULL;
     if (PyType_Ready(&OpenCorrelationType) < 0 || PyType_Ready(&FastPathType) < 0 || PyType_Ready(&BlockType) < 0 || PyType_Ready(&CounterType) < 0 ||
-        PyType_Ready(&CollectMethodType) < 0)
+        PyType_Ready(&CollectMethodType) < 0 || PyType_Ready(&HandoffType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -1728,9 +1810,22 @@ PyInit__hotpath(void)
         PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0 ||
         PyModule_AddObjectRef(m, "Block", (PyObject *)&BlockType) < 0 ||
         PyModule_AddObjectRef(m, "Counter", (PyObject *)&CounterType) < 0 ||
-        PyModule_AddObjectRef(m, "CollectMethod", (PyObject *)&CollectMethodType) < 0) {
+        PyModule_AddObjectRef(m, "CollectMethod", (PyObject *)&CollectMethodType) < 0 ||
+        PyModule_AddObjectRef(m, "Handoff", (PyObject *)&HandoffType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
+    PyObject *capsule = PyCapsule_New(&handoff, HANDOFF_CAPSULE, NULL);
+    int added = capsule == NULL ? -1 : PyModule_AddObjectRef(m, "_handoff_v1", capsule);
+    Py_XDECREF(capsule);
+    if (added < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#ifndef _WIN32
+    static int registered;
+    if (!registered && pthread_atfork(NULL, NULL, handoff_after_fork_child) == 0)
+        registered = 1;
+#endif
     return m;
 }

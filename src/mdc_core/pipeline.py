@@ -30,6 +30,7 @@ from mdc_core.batches import STAMP_TS, Deployment, Stamp, build_table
 from mdc_core.compiled import load
 from mdc_core.correlation import OpenCorrelation, _IdSpace
 from mdc_core.errors import ConfigurationError
+from mdc_core.handoff import BEHIND, flusher_first
 from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, BackendPlugin
 from mdc_core.replay import SpoolReplay
@@ -49,6 +50,7 @@ ABSORB_EVERY = 256  # collect() numbers and counts the inbox's chunks about this
 INBOX_MAX = 4096  # past this, collect() takes the lock
 BLOCK_ROWS = 1024  # the compiled collect() queues float rows in blocks of up to this many (see _hotpath.c)
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
+_NOTHING = flusher_first(False)
 _hotpath = load("_hotpath")
 
 
@@ -544,10 +546,11 @@ class Pipeline(SpoolReplay):
                 self._inflight[who] = chunks[0][4]
                 self._inflight_since[who] = chunks[0][2][STAMP_TS]  # FIFO: about the oldest
             more = bool(self._queue or self._inbox)
+            first = flusher_first(self._buffered_bytes > self.max_bytes // BEHIND)
         began = time.monotonic()
         try:
             if chunks:
-                self._write(chunks, spill)
+                self._write(chunks, spill, first)
         finally:
             took = time.monotonic() - began
             with self.lock:
@@ -570,11 +573,12 @@ class Pipeline(SpoolReplay):
                 self._done.notify_all()
         return more
 
-    def _write(self, chunks: Sequence[Chunk], spill: bool = False) -> None:
+    def _write(self, chunks: Sequence[Chunk], spill: bool = False, first: Any = _NOTHING) -> None:
+        """Write a sealed batch; ``first`` wraps its CPU work (``handoff.flusher_first``)."""
         for key, (takens, stamps) in _by_route(chunks).items():
             route = self._route_by_key[key]
             spilled = functools.partial(self._spilled, route) if spill else None
-            for table in self._tables(route, takens, stamps):
+            for table in self._tables(route, takens, stamps, first):
                 if route.sample_rate < 1.0:
                     table = self._sampled(route, table)
                 if route.transforms:
@@ -583,18 +587,22 @@ class Pipeline(SpoolReplay):
                         continue
                 done = 0
                 try:
-                    for rows, key, error, kept in write(route.sink, table, spilled):
+                    for rows, key, error, kept in write(route.sink, table, spilled, first):
                         done += rows
                         self._account(route, rows, key, error, kept=kept)
                 except Exception as exc:  # nothing may stay pending forever: count the rest
                     self._account(route, table.num_rows - done, route.name, exc, reason="unconvertible")
 
-    def _tables(self, route: Route, takens: Sequence[Taken], stamps: Sequence[Stamp]) -> Iterable[Any]:
+    def _tables(self, route: Route, takens: Sequence[Taken], stamps: Sequence[Stamp], first: Any = _NOTHING
+                ) -> Iterable[Any]:
         try:
-            yield build_table(route.columns or (), route.deployment, takens, stamps)
-            return
+            with first:
+                table = build_table(route.columns or (), route.deployment, takens, stamps)
         except Exception:
             pass
+        else:
+            yield table
+            return
         # Something in the batch cannot be converted: isolate it so the rest is still written.
         for taken, stamp in zip(takens, stamps):
             try:

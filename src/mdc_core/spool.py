@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from mdc_core import compiled
 from mdc_core.errors import MdcError
 
 MAGIC = b"MDCSPOOL"
@@ -53,6 +54,7 @@ _U32 = struct.Struct(">I")
 _FRAME = struct.Struct(">II")  # payload length, crc32 of (length field, payload)
 HEADER_SIZE = _HEADER.size + _U32.size
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_durable = compiled.load("_durable")  # put() in one release of the GIL (see _durable.c)
 
 _TOKEN = r"\d+-[0-9a-f]{12}"
 _ENTRY = re.compile(rf"(\d{{20}})-(\d{{10}})-({_TOKEN})\+({_TOKEN})\.spool")
@@ -296,15 +298,17 @@ class Spool:
             name = f"{ns:020d}-{self._seq:010d}-{self.token}+{self.token}.spool"
         path = os.path.join(self.directory, name)
         temp = os.path.join(self.directory, f".{name}.tmp")
-        renamed = False
         try:
-            self._write(temp, chunks)
-            os.rename(temp, path)
-            renamed = True
-            if self._fsync:
-                _fsync_dir(self.directory)
+            if _durable is not None and self._opener is open:
+                _durable.write_new(temp, path, chunks, 0o666, self._fsync, False)
+            else:
+                self._write(temp, chunks)
+                os.rename(temp, path)
+                if self._fsync:
+                    _fsync_dir(self.directory)
         except BaseException as exc:
-            _unlink(path if renamed else temp)
+            _unlink(temp)
+            _unlink(path)
             with self._mutex:
                 self._bytes -= size
             if isinstance(exc, OSError) and exc.errno in _FULL:

@@ -7,6 +7,7 @@ Debug mode prints the encoded rows to standard output instead.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import itertools
@@ -17,6 +18,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
+_NOTHING = contextlib.nullcontext()
 _log = RateLimitedLog(logger)
 
 MAX_BACKOFF = 30.0
@@ -127,19 +130,26 @@ if hasattr(os, "register_at_fork"):
 
 
 def write(
-    sink: Sink, table: pa.Table, spilled: Callable[[int], None] | None = None
+    sink: Sink,
+    table: pa.Table,
+    spilled: Callable[[int], None] | None = None,
+    first: AbstractContextManager[Any] = _NOTHING,
 ) -> Iterator[tuple[int, str, BaseException | None, bool]]:
     """Write ``table``; yield ``(rows, key, error, kept)`` per partition: ``error`` is None on
     success; ``kept`` says the batch is safe in the spool and will be replayed.
 
     With ``spilled`` (the spill policy under memory pressure) a batch only goes to the spool,
     ``kept`` with no error; ``spilled(rows)`` is called before the put, ``spilled(-rows)`` if
-    the spool refused it (then it is uploaded here, as usual)."""
+    the spool refused it (then it is uploaded here, as usual). ``first`` wraps the CPU work
+    (``handoff.flusher_first``)."""
     extension = sink.format_plugin.extension
-    for seconds, part in partitions(table, sink.layout.boundary):
+    with first:
+        parts = list(partitions(table, sink.layout.boundary))
+    for seconds, part in parts:
         key = partition_path(sink.layout, seconds, extension)
         try:
-            encoded = sink.format.encode(part)
+            with first:
+                encoded = sink.format.encode(part)
         except Exception as exc:  # a format bug or unencodable value: count it, keep going
             yield part.num_rows, key, exc, False
             continue
