@@ -486,3 +486,49 @@ def test_the_byte_cap_refuses_a_batch_that_would_exceed_it(tmp_path):
     spool.remove(first)
     second = spool.put([rec("b")])
     assert spool.entries() == [second]
+
+
+def test_native_and_python_puts_write_the_same_bytes(tmp_path, monkeypatch):
+    """put() in C (_durable.c, one GIL release) and in Python: the same file, loadable, no temp left."""
+    from mdc_core import spool as spool_module
+
+    if spool_module._durable is None:
+        pytest.skip("mdc_core._durable not built")
+    records = [rec("a", b"x" * 1000, rows=3), rec("b", b"", rows=1)]
+    native = Spool(tmp_path / "native").put(records)
+    monkeypatch.setattr(spool_module, "_durable", None)
+    python = Spool(tmp_path / "python").put(records)
+    with open(native.path, "rb") as f, open(python.path, "rb") as g:
+        assert f.read() == g.read()
+    assert load(native.path).records == load(python.path).records == tuple(records)
+    for folder in ("native", "python"):
+        assert not [n for n in os.listdir(tmp_path / folder) if n.endswith(".tmp")]
+
+
+FILE_SIZE_LIMIT = """
+import errno, os, resource, sys
+from mdc_core import spool as spool_module
+from mdc_core.spool import Spool, SpoolFull, SpoolRecord
+assert spool_module._durable is not None
+spool = Spool(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    spool.put([SpoolRecord("s", "k", b"y" * 1000, 1, "r")])
+except SpoolFull:
+    print("spoolfull")
+except OSError as exc:
+    print(exc.errno == errno.EFBIG, spool.bytes(), sorted(os.listdir(sys.argv[1])) == [f".owner-{spool.token}.lock"])
+"""
+
+
+def test_a_native_put_that_fails_midway_leaves_nothing(tmp_path):
+    """A real failed write in C (the file size limit: EFBIG after 100 bytes) raises the OSError
+    (not SpoolFull: the disk is not full), leaves no temp or final file, and bytes() unchanged."""
+    from mdc_core import spool as spool_module
+
+    if spool_module._durable is None:
+        pytest.skip("mdc_core._durable not built")
+    done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "0", "True"]
