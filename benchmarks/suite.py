@@ -507,7 +507,8 @@ def machine() -> dict:
         with contextlib.suppress(ImportError):
             from mdc_core.compiled import load
 
-            info["compiled"] = ", ".join(n for n in ("_hotpath", "_transpose") if load(n) is not None) or "none"
+            built = [n for n in ("_hotpath", "_transpose", "_durable") if load(n) is not None]
+            info["compiled"] = ", ".join(built) or "none"
     return info
 
 

@@ -89,13 +89,35 @@ def test_collect_steps_aside_while_the_flusher_wants_the_gil(tmp_path) -> None:
     assert [float(r["a"]) for p in data_files(tmp_path) for r in read_csv(p)] == [0.0, 1.0]
 
 
-def test_the_handoff_is_engaged_only_when_the_flusher_is_behind() -> None:
-    """Below a quarter of the bound the flusher's CPU work runs beside the scoring threads."""
-    with flusher_first(False):
-        assert _hotpath.Handoff().waiting() == 0
-    with flusher_first(True):
-        assert _hotpath.Handoff().waiting() == 1
-    assert BEHIND == 4
+def test_the_flusher_engages_the_handoff_only_past_half_the_bound(tmp_path, monkeypatch) -> None:
+    """Below half the bound a batch is encoded beside the scoring threads; past it, with the handoff."""
+    pipeline = get_pipeline()
+    engaged: list[bool] = []
+
+    def recording(behind: bool):
+        engaged.append(behind)
+        return flusher_first(behind)
+
+    monkeypatch.setattr(pipeline_module, "flusher_first", recording)
+    dc = ModelDataCollector("m", designation="inputs", feature_names=[f"f{j}" for j in range(6)], storage=tmp_path)
+    saved = pipeline.max_bytes
+    try:
+        for bound_per_batch, expected in ((4, False), (1.5, True)):
+            for _ in range(2000):
+                dc.collect(ROW)
+            with pipeline.lock:
+                pipeline._absorb()
+                held = pipeline._buffered_bytes
+            pipeline.max_bytes = int(held * bound_per_batch)
+            del engaged[:]
+            while pipeline._seal_and_write():  # this thread writes the batch (the flusher may too)
+                pass
+            assert engaged and engaged[0] is expected, (bound_per_batch, engaged)  # the first batch decides
+    finally:
+        pipeline.max_bytes = saved
+    assert dc.flush(timeout=30)
+    assert len([r for p in data_files(tmp_path) for r in read_csv(p)]) == 4000
+    assert BEHIND == 2
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

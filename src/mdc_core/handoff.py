@@ -20,8 +20,8 @@ from typing import Any
 
 from mdc_core import compiled
 
-BEHIND = 4
-"""The flusher is behind when memory holds more than a quarter of its bound."""
+BEHIND = 2
+"""The flusher is behind when memory holds more than half its bound."""
 
 _hotpath = compiled.load("_hotpath")
 _handoff = _hotpath.Handoff() if _hotpath is not None else None
