@@ -130,3 +130,30 @@ def _width(data: object, shape: str, rows: int) -> int:
     if shape == "list":
         return len(data) if rows == 1 else len(data[0])
     return data.num_columns if shape == "arrow" else data.shape[1]
+
+
+SUSTAINED_WITH_A_LOST_ROW = """
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.argv = ["sustained_load.py", "--seconds", "0.3", "--threads", "2"]
+import sustained_load
+real = sustained_load.rows_on_disk
+sustained_load.rows_on_disk = lambda root: real(root) - 1  # one row that storage never got
+sys.exit(sustained_load.main())
+"""
+
+
+def test_sustained_load_reads_every_row_back_and_fails_on_a_lost_one(tmp_path: Path) -> None:
+    """benchmarks/sustained_load.py on a short loop: every row read back ("ok", exit 0); with one
+    row missing from storage the same run reports it and exits 1."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    ok = subprocess.run([sys.executable, str(BENCHMARKS / "sustained_load.py"), "--seconds", "0.3", "--threads", "1,2"],
+                        capture_output=True, text=True, timeout=120, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    rows = [line.split() for line in ok.stdout.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["1", "2"] and all(r[-1] == "ok" for r in rows), ok.stdout
+    assert all(int(r[2].replace(",", "")) > 0 for r in rows)  # rows were collected
+    lost = subprocess.run([sys.executable, "-c", SUSTAINED_WITH_A_LOST_ROW, str(BENCHMARKS)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert lost.returncode == 1, lost.stdout + lost.stderr
+    assert "LOST 1" in lost.stdout
