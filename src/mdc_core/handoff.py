@@ -9,8 +9,9 @@ ends, at most 5 ms per call: the scoring threads slow down to the pace at which 
 written, instead of filling memory.
 
 Engaged only while memory holds more than ``1/BEHIND`` of its bound: a service that leaves the
-GIL between requests, or a burst, never waits. Only around CPU work, never around storage calls:
-slow storage must not slow the scoring path. Without the compiled path it does nothing.
+GIL between requests does not get there, nor does a burst that half the bound absorbs. Only
+around CPU work, never around storage calls: slow storage must not slow the scoring path.
+Without the compiled path it does nothing.
 """
 
 from __future__ import annotations
