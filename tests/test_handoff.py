@@ -101,6 +101,7 @@ def test_the_flusher_engages_the_handoff_only_past_half_the_bound(tmp_path, monk
     monkeypatch.setattr(pipeline_module, "flusher_first", recording)
     dc = ModelDataCollector("m", designation="inputs", feature_names=[f"f{j}" for j in range(6)], storage=tmp_path)
     saved = pipeline.max_bytes
+    pipeline._cycle = lambda: None  # the flusher thread idles: only this thread writes batches
     try:
         for bound_per_batch, expected in ((4, False), (1.5, True)):
             for _ in range(2000):
@@ -110,10 +111,11 @@ def test_the_flusher_engages_the_handoff_only_past_half_the_bound(tmp_path, monk
                 held = pipeline._buffered_bytes
             pipeline.max_bytes = int(held * bound_per_batch)
             del engaged[:]
-            while pipeline._seal_and_write():  # this thread writes the batch (the flusher may too)
+            while pipeline._seal_and_write():
                 pass
             assert engaged and engaged[0] is expected, (bound_per_batch, engaged)  # the first batch decides
     finally:
+        del pipeline._cycle
         pipeline.max_bytes = saved
     assert dc.flush(timeout=30)
     assert len([r for p in data_files(tmp_path) for r in read_csv(p)]) == 4000
