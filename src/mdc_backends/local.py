@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mdc_core import BackendError, BackendPlugin, Capability, compiled, hookimpl
@@ -85,11 +85,7 @@ class LocalBackend:
         folder = os.path.dirname(path)
         tmp = os.path.join(folder, f".{secrets.token_hex(8)}.tmp")  # mode 0o600, as mkstemp's
         try:
-            try:
-                return _durable.write_new(tmp, path, (data,), 0o600, True, True)
-            except FileNotFoundError:
-                os.makedirs(folder, exist_ok=True)
-                return _durable.write_new(tmp, path, (data,), 0o600, True, True)
+            return _in_folder(folder, _durable.write_new, tmp, path, (data,), 0o600, True, True)
         except OSError as exc:
             raise BackendError(exc.errno, f"cannot create {path}: {exc.strerror or exc}") from exc
 
@@ -164,11 +160,8 @@ class LocalBackend:
         if _durable is None:
             appended, cut = self._append_steps(path, header, body)
         else:
-            try:
-                appended, cut = _durable.append_log(path, _marker_path(path), header, body)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                appended, cut = _durable.append_log(path, _marker_path(path), header, body)
+            appended, cut = _in_folder(os.path.dirname(path), _durable.append_log, path, _marker_path(path), header,
+                                       body)
         if cut:
             logger.warning("mdc cut %d bytes of an interrupted write from the end of %s", cut, path)
         if appended:
@@ -216,6 +209,16 @@ class LocalBackend:
             return True, cut
         finally:
             os.close(fd)  # closing releases the lock
+
+
+def _in_folder(folder: str, write: Callable[..., Any], *args: Any) -> Any:
+    """``write(*args)``, making ``folder`` first if the write found it missing (the first write to a
+    partition): one system call less than making sure of it before every write."""
+    try:
+        return write(*args)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return write(*args)
 
 
 def _durable_temp(folder: str, data: bytes) -> str:

@@ -38,12 +38,6 @@ fail(failure *f, const char *path)
     return -1;
 }
 
-static PyThreadState *
-release_gil(void)
-{
-    return PyEval_SaveThread();
-}
-
 /* Take the GIL back, raising the handoff flag while waiting so that collect() lets go of it. */
 static void
 retake_gil(PyThreadState *state)
@@ -66,41 +60,22 @@ raise_failure(const failure *f)
 
 /* -- steps, run without the GIL ------------------------------------------------------------------ */
 
+/* All of data at offset (a short write is retried; one that writes nothing is EIO, as local.py's
+ * _write_all says); path names the file in the error, or NULL. */
 static int
-write_at(int fd, const char *data, Py_ssize_t length, off_t offset, failure *f)
+write_at(int fd, const char *data, Py_ssize_t length, off_t offset, const char *path, failure *f)
 {
     while (length > 0) {
         ssize_t n = pwrite(fd, data, (size_t)length, offset);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            return fail(f, NULL);
-        if (n == 0) {
-            errno = EIO; /* "short write", as local.py's _write_all says */
-            return fail(f, NULL);
-        }
+        if (n == 0)
+            errno = EIO;
+        if (n <= 0)
+            return fail(f, path);
         data += n;
         length -= n;
         offset += n;
-    }
-    return 0;
-}
-
-static int
-write_sequential(int fd, const char *data, Py_ssize_t length, const char *path, failure *f)
-{
-    while (length > 0) {
-        ssize_t n = write(fd, data, (size_t)length);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return fail(f, path);
-        if (n == 0) {
-            errno = EIO;
-            return fail(f, path);
-        }
-        data += n;
-        length -= n;
     }
     return 0;
 }
@@ -191,7 +166,7 @@ write_marker(const char *marker, long long length, failure *f, char *tmp, size_t
         return fail(f, tmp);
     char text[32];
     int n = snprintf(text, sizeof text, "%lld", length);
-    if (write_sequential(fd, text, n, tmp, f) < 0) {
+    if (write_at(fd, text, n, 0, tmp, f) < 0) {
         close(fd);
         return -1;
     }
@@ -254,7 +229,7 @@ append_steps(const char *path, const char *marker, const char *header, Py_ssize_
     }
     long long end;
     if (committed == 0) {
-        if (write_at(fd, header, header_len, 0, f) < 0 || write_at(fd, body, body_len, header_len, f) < 0)
+        if (write_at(fd, header, header_len, 0, NULL, f) < 0 || write_at(fd, body, body_len, header_len, NULL, f) < 0)
             goto done;
         end = header_len + body_len;
     }
@@ -279,7 +254,7 @@ append_steps(const char *path, const char *marker, const char *header, Py_ssize_
                 goto done;
             }
         }
-        if (write_at(fd, body, body_len, (off_t)committed, f) < 0)
+        if (write_at(fd, body, body_len, (off_t)committed, NULL, f) < 0)
             goto done;
         end = committed + body_len;
     }
@@ -308,7 +283,7 @@ append_log(PyObject *module, PyObject *args)
         goto out;
     long long cut = 0;
     failure f = {0, NULL};
-    PyThreadState *state = release_gil();
+    PyThreadState *state = PyEval_SaveThread();
     int outcome = append_steps(PyBytes_AS_STRING(path), PyBytes_AS_STRING(marker), header.buf, header.len,
                                body.buf, body.len, &cut, &f);
     retake_gil(state);
@@ -339,8 +314,9 @@ write_new_steps(const char *temp, const char *final, Py_buffer *chunks, Py_ssize
     if (fd < 0)
         return fail(f, temp);
     int placed = 1;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (write_sequential(fd, chunks[i].buf, chunks[i].len, temp, f) < 0)
+    off_t at = 0;
+    for (Py_ssize_t i = 0; i < count; at += chunks[i].len, i++) {
+        if (write_at(fd, chunks[i].buf, chunks[i].len, at, temp, f) < 0)
             goto failed;
     }
     if (sync && fsync(fd) < 0) {
@@ -401,7 +377,7 @@ write_new(PyObject *module, PyObject *args)
             goto out;
     }
     failure f = {0, NULL};
-    PyThreadState *state = release_gil();
+    PyThreadState *state = PyEval_SaveThread();
     int outcome = write_new_steps(PyBytes_AS_STRING(temp), PyBytes_AS_STRING(final), views, count, mode, sync,
                                   link_it, &f);
     retake_gil(state);

@@ -315,6 +315,23 @@ put_digits(char *out, int64_t value, int width)
         out[i] = (char)('0' + value % 10);
 }
 
+/* The (values, offset, length) arguments of a loop over length 8-byte values from element offset
+ * of a buffer (what chunk.buffers()[1], chunk.offset and len(chunk) give): -1 with an exception,
+ * and nothing held, when they do not lie within the buffer. */
+static int
+element_range(PyObject *args, const char *format, const char *type, Py_buffer *values, Py_ssize_t *offset,
+              Py_ssize_t *length)
+{
+    if (!PyArg_ParseTuple(args, format, values, offset, length))
+        return -1;
+    if (*offset < 0 || *length < 0 || *offset + *length > values->len / 8) {
+        PyBuffer_Release(values);
+        PyErr_Format(PyExc_ValueError, "offset and length must lie within the %s values", type);
+        return -1;
+    }
+    return 0;
+}
+
 /* iso_text(values, offset, length) -> (offsets, data) | None
  *
  * The buffers of an Arrow string array of int64 microseconds since the epoch (an Arrow timestamp
@@ -327,12 +344,11 @@ iso_text(PyObject *self, PyObject *args)
 {
     Py_buffer values;
     Py_ssize_t offset, length;
-    if (!PyArg_ParseTuple(args, "y*nn:iso_text", &values, &offset, &length))
+    if (element_range(args, "y*nn:iso_text", "int64", &values, &offset, &length) < 0)
         return NULL;
     PyObject *offsets = NULL, *data = NULL, *result = NULL;
-    if (offset < 0 || length < 0 || length > INT32_MAX / ISO_WIDTH - 1 ||
-        (offset + length) > values.len / (Py_ssize_t)sizeof(int64_t)) {
-        PyErr_SetString(PyExc_ValueError, "offset and length must lie within the int64 values");
+    if (length > INT32_MAX / ISO_WIDTH - 1) {
+        PyErr_SetString(PyExc_ValueError, "too many values for one Arrow string array");
         goto done;
     }
     if (fixed_width_strings(length, ISO_WIDTH, &offsets, &data) < 0)
@@ -394,13 +410,8 @@ has_nan(PyObject *self, PyObject *args)
 {
     Py_buffer values;
     Py_ssize_t offset, length;
-    if (!PyArg_ParseTuple(args, "y*nn:has_nan", &values, &offset, &length))
+    if (element_range(args, "y*nn:has_nan", "float64", &values, &offset, &length) < 0)
         return NULL;
-    if (offset < 0 || length < 0 || (offset + length) > values.len / (Py_ssize_t)sizeof(double)) {
-        PyBuffer_Release(&values);
-        PyErr_SetString(PyExc_ValueError, "offset and length must lie within the float64 values");
-        return NULL;
-    }
     const char *in = (const char *)values.buf + offset * (Py_ssize_t)sizeof(double);
     int found = 0;
     for (Py_ssize_t i = 0; i < length && !found; i++) {

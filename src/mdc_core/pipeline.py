@@ -50,7 +50,6 @@ ABSORB_EVERY = 256  # collect() numbers and counts the inbox's chunks about this
 INBOX_MAX = 4096  # past this, collect() takes the lock
 BLOCK_ROWS = 1024  # the compiled collect() queues float rows in blocks of up to this many (see _hotpath.c)
 ON_FULL = ("spill", "block", "drop_newest", "drop_oldest")
-_NOTHING = flusher_first(False)
 _hotpath = load("_hotpath")
 
 
@@ -573,7 +572,7 @@ class Pipeline(SpoolReplay):
                 self._done.notify_all()
         return more
 
-    def _write(self, chunks: Sequence[Chunk], spill: bool = False, first: Any = _NOTHING) -> None:
+    def _write(self, chunks: Sequence[Chunk], spill: bool, first: Any) -> None:
         """Write a sealed batch; ``first`` wraps its CPU work (``handoff.flusher_first``)."""
         for key, (takens, stamps) in _by_route(chunks).items():
             route = self._route_by_key[key]
@@ -593,8 +592,7 @@ class Pipeline(SpoolReplay):
                 except Exception as exc:  # nothing may stay pending forever: count the rest
                     self._account(route, table.num_rows - done, route.name, exc, reason="unconvertible")
 
-    def _tables(self, route: Route, takens: Sequence[Taken], stamps: Sequence[Stamp], first: Any = _NOTHING
-                ) -> Iterable[Any]:
+    def _tables(self, route: Route, takens: Sequence[Taken], stamps: Sequence[Stamp], first: Any) -> Iterable[Any]:
         try:
             with first:
                 table = build_table(route.columns or (), route.deployment, takens, stamps)

@@ -7,7 +7,6 @@ Debug mode prints the encoded rows to standard output instead.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import itertools
@@ -32,7 +31,6 @@ from mdc_core.ratelimit import RateLimitedLog
 from mdc_core.records import Backend, Capability, Format, FormatPlugin
 
 logger = logging.getLogger("mdc.writer")
-_NOTHING = contextlib.nullcontext()
 _log = RateLimitedLog(logger)
 
 MAX_BACKOFF = 30.0
@@ -132,8 +130,8 @@ if hasattr(os, "register_at_fork"):
 def write(
     sink: Sink,
     table: pa.Table,
-    spilled: Callable[[int], None] | None = None,
-    first: AbstractContextManager[Any] = _NOTHING,
+    spilled: Callable[[int], None] | None,
+    first: AbstractContextManager[Any],
 ) -> Iterator[tuple[int, str, BaseException | None, bool]]:
     """Write ``table``; yield ``(rows, key, error, kept)`` per partition: ``error`` is None on
     success; ``kept`` says the batch is safe in the spool and will be replayed.
